@@ -4,15 +4,18 @@ A camera label is 25 numbers: the 4x4 cam2world matrix (OpenCV axes: x right, y 
 z forward), row-major, then the 3x3 intrinsics normalised by image size, row-major.
 The world is y-up; the face looks towards +z; the frontal camera sits at (0, 0, 2.7).
 
-Angles. EG3D's ``LookAtPoseSampler`` takes a horizontal angle h and a vertical angle v in
-radians, frontal at h = v = pi/2. We expose them as offsets in degrees:
+Angles are geometric, in degrees, measured from the frontal camera:
 
-* ``yaw_deg = degrees(h - pi/2)``: positive moves the camera to world +x, which is the
+* ``yaw_deg``: azimuth about world +y; positive moves the camera to world +x, which is the
   person's *left* side. A head turned to the person's right shows the camera more of its
   left cheek, so it maps to positive yaw; a head turned to the person's left maps to
-  negative yaw, the same sign EG3D's sampler gives the equivalent camera.
-* ``pitch_deg = degrees(v - pi/2)``: positive moves the camera down (world -y), i.e. the
-  camera looks up at the face; a person tilting their chin up gives positive pitch.
+  negative yaw, the same sign EG3D's sampler gives the equivalent camera (its h = pi/2 + yaw).
+* ``pitch_deg``: elevation of the camera below the horizontal plane; positive moves the
+  camera down (world -y), i.e. the camera looks up at the face; a person tilting their chin
+  up gives positive pitch. EG3D's ``LookAtPoseSampler`` parameterises elevation differently
+  (its v, uniform in cos of the polar angle: sin(pitch) = 2(v - pi/2)/pi), so a sampler
+  offset is *not* degrees of tilt; :func:`sampler_origin`, :func:`pitch_from_sampler` and
+  :func:`sampler_from_pitch` convert exactly.
 * ``roll_deg``: rotation of the camera about its own forward axis (EG3D's sampler has no
   roll; a rolled head is a rolled camera). Positive roll turns the camera's x axis
   towards its y axis (clockwise on screen for the camera, so the face appears rotated
@@ -76,10 +79,8 @@ def look_at(origin: npt.ArrayLike, target: npt.ArrayLike = LOOKAT) -> FloatArray
     return m
 
 
-def orbit_origin(yaw_deg: float, pitch_deg: float, radius: float = RADIUS) -> FloatArray:
-    """Camera position of EG3D's LookAtPoseSampler for the given offsets from frontal."""
-    h = math.pi / 2 + math.radians(yaw_deg)
-    v = math.pi / 2 + math.radians(pitch_deg)
+def sampler_origin(h: float, v: float, radius: float = RADIUS) -> FloatArray:
+    """Camera position of EG3D's LookAtPoseSampler for its (h, v) in radians (frontal pi/2, pi/2)."""
     v = min(max(v, 1e-5), math.pi - 1e-5)
     phi = math.acos(1.0 - 2.0 * v / math.pi)
     return np.array(
@@ -89,6 +90,24 @@ def orbit_origin(yaw_deg: float, pitch_deg: float, radius: float = RADIUS) -> Fl
             radius * math.sin(phi) * math.sin(math.pi - h),
         ]
     )
+
+
+def pitch_from_sampler(v_offset_deg: float) -> float:
+    """EG3D sampler offset (v - pi/2, in degrees) → geometric pitch in degrees."""
+    x = 2.0 * math.radians(v_offset_deg) / math.pi
+    return math.degrees(math.asin(max(-1.0, min(1.0, x))))
+
+
+def sampler_from_pitch(pitch_deg: float) -> float:
+    """Geometric pitch in degrees → EG3D sampler offset (v - pi/2, in degrees)."""
+    return math.degrees(math.pi / 2 * math.sin(math.radians(pitch_deg)))
+
+
+def orbit_origin(yaw_deg: float, pitch_deg: float, radius: float = RADIUS) -> FloatArray:
+    """Camera position on the sphere of ``radius`` around the world origin (EG3D's placement)."""
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    # Same point as sampler_origin(pi/2 + yaw, pi/2 + sampler_from_pitch(pitch)), in closed form.
+    return radius * np.array([math.cos(pitch) * math.sin(yaw), -math.sin(pitch), math.cos(pitch) * math.cos(yaw)])
 
 
 def roll_matrix(roll_deg: float) -> FloatArray:
@@ -154,12 +173,8 @@ def angles_from_cam2world(cam2world: FloatArray) -> OrbitAngles:
     """Recover (yaw, pitch, roll, radius) from an orbit-style cam2world (origin-centred sphere)."""
     o = cam2world[:3, 3]
     radius = float(np.linalg.norm(o))
-    phi = math.acos(max(-1.0, min(1.0, o[1] / radius)))
-    v = math.pi * (1.0 - math.cos(phi)) / 2.0
-    h = math.pi - math.atan2(o[2], o[0])
-    yaw = math.degrees(h - math.pi / 2)
-    yaw = (yaw + 180.0) % 360.0 - 180.0
-    pitch = math.degrees(v - math.pi / 2)
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, -o[1] / radius))))
+    yaw = math.degrees(math.atan2(o[0], o[2]))
     # Roll: compare the actual camera x axis with the unrolled look-at camera's.
     f = cam2world[:3, 2]
     unrolled = look_at(o, o + f)

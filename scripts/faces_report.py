@@ -80,7 +80,6 @@ def photos(crop_size: int) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
                     {
                         "yaw": round(f.yaw, 1),
                         "pitch": round(f.pitch, 1),
-                        "pitch_geometric": round(f.pitch_geometric, 1),
                         "roll": round(f.roll, 1),
                         "crop_square_px": round(f.size),
                     }

@@ -27,11 +27,8 @@ chin up ⇒ positive pitch, face rotated counter-clockwise in the image ⇒ posi
 rebuild the label with ``orbit_cam2world``: the camera sits on EG3D's radius-2.7 sphere around
 the world origin and looks at the pivot (0, 0, 0.2), with EG3D's normalised intrinsics.
 
-Pitch units. ``pitch`` is EG3D's sampler parameter (``engine.camera``: v − π/2), which is
-*not* the geometric elevation: the sampler puts the camera at height −r·(2v'/π) with
-v' = v − π/2, so sin(elevation) = 2·pitch/π (radians). Near frontal the sampler's pitch is
-≈ 1.57× the angle a person would measure. :func:`geometric_pitch` converts; ``Face`` carries
-both. Yaw (azimuth about world y) and roll are geometric.
+Angles are geometric degrees (``engine.camera``); EG3D's own sampler offsets convert with
+``engine.camera.sampler_from_pitch``.
 
 Translation (rough, not used by the label: EG3D crops normalise position and scale): a
 pinhole with the given horizontal field of view and an average 63 mm inter-pupillary
@@ -131,12 +128,6 @@ def rough_translation(points: FloatArray, image_size: tuple[int, int], hfov_deg:
     z = f * IPD_MM / max(ipd_px, 1e-6)
     c = points[:, :2].mean(0)
     return np.array([(c[0] - w / 2.0) * z / f, (c[1] - h / 2.0) * z / f, z])
-
-
-def geometric_pitch(pitch_deg: float) -> float:
-    """EG3D sampler pitch (degrees) → the camera's geometric elevation angle (degrees)."""
-    x = 2.0 * math.radians(pitch_deg) / math.pi
-    return math.degrees(math.asin(max(-1.0, min(1.0, x))))
 
 
 def angles_from_rotation(rotation: FloatArray) -> tuple[float, float, float]:

@@ -30,7 +30,7 @@ class Face:
     """(N,) mesh depth in pixels, growing away from the camera (mediapipe's z)."""
     yaw: float
     pitch: float
-    """EG3D sampler pitch (feeds ``engine.camera.orbit_label`` directly); see ``pitch_geometric``."""
+    """Geometric pitch in degrees (``engine.camera``); chin up positive."""
     roll: float
     rotation: FloatArray
     """3x3 camera-from-head rotation (head x = person's left, y = up, z = out of the face)."""
@@ -52,13 +52,6 @@ class Face:
     @property
     def n_landmarks(self) -> int:
         return int(self.landmarks.shape[0])
-
-    @property
-    def pitch_geometric(self) -> float:
-        """The head's up/down angle as a person would measure it (degrees, chin up positive)."""
-        from engine.faces.pose import geometric_pitch
-
-        return geometric_pitch(self.pitch)
 
     @property
     def size(self) -> float:
@@ -85,7 +78,6 @@ class Face:
             "yaw": round(self.yaw, 3),
             "pitch": round(self.pitch, 3),
             "roll": round(self.roll, 3),
-            "pitch_geometric": round(self.pitch_geometric, 3),
             "camera": [float(v) for v in self.camera],
             "bbox": [round(float(v), 2) for v in self.bbox],
             "landmarks": self.n_landmarks,

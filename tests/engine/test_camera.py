@@ -60,3 +60,20 @@ def test_label_validation():
         camera.rays(torch.zeros(2, 16), 8)
     assert camera.fov_to_focal(18.837) == pytest.approx(4.2647, rel=1e-3)
     assert math.isclose(camera.FOCAL, 4.2647, rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("yaw,pitch", [(0, 0), (25, -12), (-40, 30), (70, -5)])
+def test_orbit_matches_eg3d_sampler_exactly(yaw, pitch):
+    # Geometric pitch and EG3D's sampler parameterisation name the same camera.
+    h = math.pi / 2 + math.radians(yaw)
+    v = math.pi / 2 + math.radians(camera.sampler_from_pitch(pitch))
+    np.testing.assert_allclose(camera.orbit_origin(yaw, pitch), camera.sampler_origin(h, v), atol=1e-12)
+    assert camera.pitch_from_sampler(camera.sampler_from_pitch(pitch)) == pytest.approx(pitch, abs=1e-9)
+
+
+def test_pitch_is_geometric_elevation():
+    o = camera.orbit_origin(0, 30)
+    elevation = math.degrees(math.asin(-o[1] / np.linalg.norm(o)))
+    assert elevation == pytest.approx(30.0)
+    # Near frontal EG3D's sampler offset is ~1.57x the tilt a person would measure.
+    assert camera.sampler_from_pitch(5.0) == pytest.approx(5.0 * math.pi / 2, rel=2e-3)

@@ -38,7 +38,7 @@ def test_one_face_found_on_each_photo(media, detector, name):
 def test_frontal_photos_are_near_frontal(media, detector):
     for name in ("p18_obama.jpg", "p25_sergey_frontal.png"):
         f = find_faces(load(media, name), detector=detector)[0]
-        assert abs(f.yaw) < 10 and abs(f.pitch_geometric) < 10, (name, f.yaw, f.pitch_geometric)
+        assert abs(f.yaw) < 10 and abs(f.pitch) < 10, (name, f.yaw, f.pitch)
 
 
 def test_profile_photo_has_a_large_yaw(media, detector):

@@ -6,7 +6,7 @@ import pytest
 
 from engine import camera
 from engine.faces import find_faces
-from engine.faces.pose import CANONICAL_LEAN_DEG, angles_from_rotation, geometric_pitch, head_rotation
+from engine.faces.pose import CANONICAL_LEAN_DEG, angles_from_rotation, head_rotation
 
 
 def _one(img, detector):
@@ -66,20 +66,12 @@ def test_sign_conventions_on_a_turned_mesh(astronaut, detector):
     # Out-of-face direction (−z) towards image right (+x), which is the person's left: rotation about −y.
     yl, _, _ = angles_from_rotation(head_rotation(_rotate_cloud(pts, (0, -1, 0), 20)))
     assert yl - y0 == pytest.approx(-20.0, abs=1.5)
-    # Chin up: out-of-face direction towards image up (−y): rotation about −x. EG3D's pitch is the
-    # sampler's parameter, not an angle; its geometric elevation moves by the rotation.
+    # Chin up: out-of-face direction towards image up (−y): rotation about −x; pitch is geometric.
     _, pu, _ = angles_from_rotation(head_rotation(_rotate_cloud(pts, (-1, 0, 0), 15)))
-    assert pu > p0
-    assert geometric_pitch(pu) - geometric_pitch(p0) == pytest.approx(15.0, abs=1.5)
+    assert pu - p0 == pytest.approx(15.0, abs=1.5)
     # Counter-clockwise on screen (x towards −y) is positive roll.
     _, _, rr = angles_from_rotation(head_rotation(_rotate_cloud(pts, (0, 0, -1), 10)))
     assert rr - r0 == pytest.approx(10.0, abs=1.0)
-
-
-def test_geometric_pitch_matches_the_sampler():
-    for p in (-30.0, -5.0, 0.0, 12.0, 40.0):
-        o = camera.orbit_origin(0.0, p)
-        assert geometric_pitch(p) == pytest.approx(math.degrees(math.asin(-o[1] / camera.RADIUS)), abs=1e-9)
 
 
 def test_frontal_rotation_is_eg3d_frontal_camera():
