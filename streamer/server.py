@@ -1,0 +1,230 @@
+"""``tricam serve``: the live server — static client, ``/ws`` signalling, ``/healthz``.
+
+:func:`create_app` builds the aiohttp application from an engine, so tests and the
+benchmark can run the real server with their own engine, sinks or control target;
+:func:`serve` runs it on a uvloop loop until SIGINT/SIGTERM; :func:`run` is the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # heavy imports stay inside functions so `tricam --help` is instant
+    from aiohttp import web
+
+    from engine.api import Engine
+    from streamer.contracts import FrameSink, StyleTarget
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = "Run the live server: browser over WebRTC, optional virtual camera."
+DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def _ip(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ice-host needs an IP address, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle directory to load styles from")
+    parser.add_argument("--device", default="cpu", help="engine device: cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--max-sessions", type=int, default=4, help="concurrent sessions allowed (default 4)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="engine worker threads shared by sessions (default: min(max-sessions, CPUs))")
+    parser.add_argument("--ice-host", dest="ice_hosts", action="append", type=_ip, default=[], metavar="ADDR",
+                        help="offer only this address as an ICE host candidate (repeatable; "
+                             "e.g. 127.0.0.1 to keep calls on loopback). Default: every interface address "
+                             "except loopback, as aioice chooses")
+    parser.add_argument("--client-dir", type=Path, default=DEFAULT_CLIENT_DIR,
+                        help=f"static web client to serve at / (default {DEFAULT_CLIENT_DIR})")
+    vcam = parser.add_argument_group("virtual camera")
+    vcam.add_argument("--vcam", action="store_true", help="also send edited frames to a virtual camera")
+    vcam.add_argument("--vcam-size", type=_size, default=(1280, 720), metavar="WxH", help="default 1280x720")
+    vcam.add_argument("--vcam-fps", type=int, default=30, help="default 30")
+    vcam.add_argument("--vcam-backend", default="auto", metavar="NAME", help="pyvirtualcam backend (default auto)")
+    vcam.add_argument("--vcam-device", default=None, metavar="PATH", help="device, e.g. /dev/video10")
+    vcam.add_argument("--vcam-session", default=None, metavar="ID",
+                      help="session whose frames the camera shows (default: the first session)")
+
+
+def create_app(
+    engine: Engine,
+    *,
+    client_dir: Path | None = DEFAULT_CLIENT_DIR,
+    max_sessions: int = 4,
+    ice_hosts: Sequence[str] = (),
+    workers: int | None = None,
+    sinks: Sequence[FrameSink] = (),
+    control: StyleTarget | None = None,
+) -> web.Application:
+    """The server as an aiohttp application.
+
+    Args:
+        engine: styles and per-session engine state.
+        client_dir: static files served at ``/`` (None: no client).
+        max_sessions: websockets beyond this get a ``busy`` error.
+        ice_hosts: the only addresses offered as ICE host candidates (empty: aioice's choice).
+        workers: engine worker threads (default ``min(max_sessions, CPUs)``).
+        sinks: receive every edited frame of every session; closed on shutdown.
+        control: when given, sessions are remote controls of this shared target
+            (``tricam cam``) and offers are refused.
+    """
+    from aiohttp import web
+
+    from streamer import ice
+    from streamer.session import HUB_KEY, Hub, HubOptions
+
+    if max_sessions < 1:
+        raise ValueError("max_sessions must be at least 1")
+    if workers is None:
+        workers = max(1, min(max_sessions, os.cpu_count() or 1))
+    options = HubOptions(max_sessions=max_sessions, ice_hosts=ice.validate_hosts(ice_hosts), workers=workers)
+    hub = Hub(engine, options, sinks=sinks, control=control)
+    app = web.Application()
+    app[HUB_KEY] = hub
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"ok": True, "mode": hub.mode, "sessions": len(hub.sessions),
+             "max_sessions": max_sessions, "styles": engine.registry.names()}
+        )
+
+    app.router.add_get("/ws", hub.handle)
+    app.router.add_get("/healthz", healthz)
+    if client_dir is not None:
+        _add_client_routes(app, Path(client_dir))
+
+    async def on_shutdown(app: web.Application) -> None:
+        await hub.close()
+
+    async def on_cleanup(app: web.Application) -> None:
+        for sink in hub.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %r failed", sink)
+
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def _add_client_routes(app: web.Application, client_dir: Path) -> None:
+    from aiohttp import web
+
+    root = client_dir.resolve()
+    if not (root / "index.html").is_file():
+        raise FileNotFoundError(f"no index.html in client directory {root}")
+    headers = {"Cache-Control": "no-cache"}
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(root / "index.html", headers=headers)
+
+    async def asset(request: web.Request) -> web.FileResponse:
+        # Only plain files directly inside the client directory: no traversal, no listing.
+        path = (root / request.match_info["name"]).resolve()
+        if path.parent != root or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers=headers)
+
+    app.router.add_get("/", index)
+    app.router.add_get("/{name:[A-Za-z0-9_.-]+}", asset)
+
+
+async def serve_app(app: web.Application, host: str, port: int, stop: asyncio.Event | None = None) -> None:
+    """Serve ``app`` until ``stop`` is set or SIGINT/SIGTERM arrives, then shut down gracefully."""
+    from aiohttp import web
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread / not supported
+            pass
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("serving on http://%s:%d", host, port)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()  # on_shutdown closes peers and engine sessions; on_cleanup the sinks
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def serve(app: web.Application, host: str, port: int) -> None:
+    """Run :func:`serve_app` on a uvloop event loop (the asyncio default where uvloop is missing)."""
+    try:
+        import uvloop
+
+        loop_factory: Any = uvloop.new_event_loop
+    except ImportError:
+        log.warning("uvloop not installed; using the default asyncio event loop")
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve_app(app, host, port))
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.registry import build_engine
+
+    sinks: list[FrameSink] = []
+    if args.vcam:
+        from streamer.vcam import VcamError, VirtualCameraSink
+
+        width, height = args.vcam_size
+        sink = VirtualCameraSink(
+            width=width, height=height, fps=args.vcam_fps,
+            backend=None if args.vcam_backend == "auto" else args.vcam_backend,
+            device=args.vcam_device, session=args.vcam_session,
+        )
+        try:
+            sink.start()
+        except VcamError as e:
+            log.error("virtual camera: %s", e)
+            return 1
+        sinks.append(sink)
+    try:
+        engine = build_engine(args.bundle, args.device)
+        app = create_app(
+            engine, client_dir=args.client_dir, max_sessions=args.max_sessions,
+            ice_hosts=args.ice_hosts, workers=args.workers, sinks=sinks,
+        )
+        serve(app, args.host, args.port)
+    except OSError as e:  # e.g. the port is taken
+        log.error("%s", e)
+        return 1
+    finally:
+        for s in sinks:
+            s.close()  # idempotent; on_cleanup has normally closed it already
+    return 0
