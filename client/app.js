@@ -100,6 +100,8 @@
         if (mode === "control") {
           attempt = 0;
           setState("control", "Remote control: the server's own camera is being edited.");
+          const footer = document.getElementById("footer");
+          if (footer) footer.textContent = "This page sends no video: it only switches the style of the server's own camera and shows its figures.";
         } else {
           await startCall(gen);
         }

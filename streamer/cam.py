@@ -316,6 +316,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.api import EngineError
+    from engine.bundle import BundleError
     from engine.registry import build_engine
     from streamer.capture import CaptureError, FrameSource
     from streamer.vcam import VcamError, VirtualCameraSink
@@ -323,7 +324,11 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames <= 0 or args.seconds is not None and args.seconds <= 0:
         log.error("--frames and --seconds must be positive")
         return 2
-    engine = build_engine(args.bundle, args.device)
+    try:
+        engine = build_engine(args.bundle, args.device)
+    except (EngineError, BundleError) as e:
+        log.error("%s", e)
+        return 2
     try:
         engine.registry.validate(args.style or engine.registry.names()[0], args.intensity)
     except EngineError as e:

@@ -196,6 +196,8 @@ def serve(app: web.Application, host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.api import EngineError
+    from engine.bundle import BundleError
     from engine.registry import build_engine
 
     sinks: list[FrameSink] = []
@@ -221,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             ice_hosts=args.ice_hosts, workers=args.workers, sinks=sinks,
         )
         serve(app, args.host, args.port)
-    except OSError as e:  # e.g. the port is taken
+    except (OSError, EngineError, BundleError) as e:  # a taken port, a bad --device or --bundle
         log.error("%s", e)
         return 1
     finally:

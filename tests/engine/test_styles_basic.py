@@ -33,3 +33,24 @@ def test_pass_through_is_identity_and_registry_orders_styles():
     assert PassThrough().apply(frame, _ctx(0.0)) is frame
     names = build_engine().registry.names()
     assert names[:2] == ["none", "bronze"]
+
+
+def test_build_engine_validates_bundle_and_device(tmp_path, caplog):
+    from engine.api import EngineError
+    from engine.bundle import BundleError
+    from engine.triplane.generator import TriplaneGenerator
+    from engine.triplane.io import save_generator
+    from engine.triplane.presets import tiny
+
+    with pytest.raises(BundleError, match="no manifest"):
+        build_engine(tmp_path / "missing")
+    good = tmp_path / "tiny"
+    save_generator(good, TriplaneGenerator(tiny()), preset="tiny")
+    engine = build_engine(good)
+    assert "none" in engine.registry and "valid" in caplog.text
+    (good / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        build_engine(good)
+    for bad in ("gpu", "cuda:99"):
+        with pytest.raises(EngineError):
+            build_engine(device=bad)
