@@ -43,16 +43,17 @@ def pattern_image(width: int, height: int, phase: int = 0) -> np.ndarray:
 
 
 class PatternTrack(MediaStreamTrack):
-    """A camera stand-in: ``fps`` frames a second of :func:`pattern_image` at a fixed size."""
+    """A camera stand-in: ``fps`` frames a second of :func:`pattern_image` (or a still ``image``)."""
 
     kind = "video"
 
-    def __init__(self, width: int, height: int, fps: float = 30.0) -> None:
+    def __init__(self, width: int, height: int, fps: float = 30.0, image: np.ndarray | None = None) -> None:
         super().__init__()
         self.size = (width, height)
         self.fps = fps
         self.sent = 0
-        self._frames = [av.VideoFrame.from_ndarray(pattern_image(width, height, i), format="rgb24") for i in range(4)]
+        images = [pattern_image(width, height, i) for i in range(4)] if image is None else [image]
+        self._frames = [av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="rgb24") for im in images]
         self._start: float | None = None
 
     async def recv(self) -> av.VideoFrame:
@@ -138,13 +139,16 @@ class Caller:
         await self.send(obj)
         return await self.expect(reply, timeout=timeout, start=start)
 
-    async def call(self, width: int = 320, height: int = 240, fps: float = 30.0, timeout: float = 10.0) -> None:
+    async def call(
+        self, width: int = 320, height: int = 240, fps: float = 30.0, timeout: float = 10.0,
+        image: np.ndarray | None = None,
+    ) -> None:
         """Send an offer with a camera track and connect; received frames land in ``frames``."""
         await self.hangup()
         self.frames = []
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc = pc
-        self.track = PatternTrack(width, height, fps)
+        self.track = PatternTrack(width, height, fps, image)
         pc.addTransceiver(self.track, direction="sendrecv")
 
         @pc.on("track")
