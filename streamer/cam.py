@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamer.vcam import add_vcam_arguments, parse_size
+
 if TYPE_CHECKING:
     from engine.api import Engine, EngineSession, RGBImage
     from streamer.capture import FrameSource
@@ -277,21 +279,11 @@ class ControlServer:
 # Command line
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", default="0", metavar="SRC",
                         help="camera number (0), device (/dev/video0), 'video=NAME' (Windows) or a video "
                              "file, played at its own rate and looped (default 0)")
-    parser.add_argument("--input-size", type=_size, default=None, metavar="WxH",
+    parser.add_argument("--input-size", type=parse_size, default=None, metavar="WxH",
                         help="ask the camera for this size (default: the camera's own)")
     parser.add_argument("--input-fps", type=float, default=None, help="ask the camera for this rate")
     parser.add_argument("--style", default=None, help="starting style (default: the first, 'none')")
@@ -306,12 +298,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--host", default="127.0.0.1", help="control server address (default 127.0.0.1)")
     control.add_argument("--port", type=int, default=8080, help="control server port; 0 picks a free one (default 8080)")
     control.add_argument("--no-control", action="store_true", help="run without the control server")
-    vcam = parser.add_argument_group("virtual camera")
-    vcam.add_argument("--vcam", action="store_true", help="send the edited video to a virtual camera")
-    vcam.add_argument("--vcam-size", type=_size, default=(1280, 720), metavar="WxH", help="default 1280x720")
-    vcam.add_argument("--vcam-fps", type=int, default=30, help="default 30")
-    vcam.add_argument("--vcam-backend", default="auto", metavar="NAME", help="pyvirtualcam backend (default auto)")
-    vcam.add_argument("--vcam-device", default=None, metavar="PATH", help="device, e.g. /dev/video10")
+    add_vcam_arguments(parser, flag_help="send the edited video to a virtual camera", with_session=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -319,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.bundle import BundleError
     from engine.registry import build_engine
     from streamer.capture import CaptureError, FrameSource
-    from streamer.vcam import VcamError, VirtualCameraSink
+    from streamer.vcam import VcamError, sink_from_args
 
     if args.frames is not None and args.frames <= 0 or args.seconds is not None and args.seconds <= 0:
         log.error("--frames and --seconds must be positive")
@@ -353,11 +340,7 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             sinks.append(preview)
         if args.vcam:
-            w, h = args.vcam_size
-            vcam = VirtualCameraSink(
-                width=w, height=h, fps=args.vcam_fps,
-                backend=None if args.vcam_backend == "auto" else args.vcam_backend, device=args.vcam_device,
-            )
+            vcam = sink_from_args(args)
             sinks.append(vcam)
             vcam.start()
         if not args.vcam and not args.preview:

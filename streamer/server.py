@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamer.vcam import add_vcam_arguments
+
 if TYPE_CHECKING:  # heavy imports stay inside functions so `tricam --help` is instant
     from aiohttp import web
 
@@ -26,16 +28,6 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = "Run the live server: browser over WebRTC, optional virtual camera."
 DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
 
 
 def _ip(text: str) -> str:
@@ -61,14 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "except loopback, as aioice chooses")
     parser.add_argument("--client-dir", type=Path, default=DEFAULT_CLIENT_DIR,
                         help=f"static web client to serve at / (default {DEFAULT_CLIENT_DIR})")
-    vcam = parser.add_argument_group("virtual camera")
-    vcam.add_argument("--vcam", action="store_true", help="also send edited frames to a virtual camera")
-    vcam.add_argument("--vcam-size", type=_size, default=(1280, 720), metavar="WxH", help="default 1280x720")
-    vcam.add_argument("--vcam-fps", type=int, default=30, help="default 30")
-    vcam.add_argument("--vcam-backend", default="auto", metavar="NAME", help="pyvirtualcam backend (default auto)")
-    vcam.add_argument("--vcam-device", default=None, metavar="PATH", help="device, e.g. /dev/video10")
-    vcam.add_argument("--vcam-session", default=None, metavar="ID",
-                      help="session whose frames the camera shows (default: the first session)")
+    add_vcam_arguments(parser, flag_help="also send edited frames to a virtual camera", with_session=True)
 
 
 def create_app(
@@ -202,14 +187,9 @@ def run(args: argparse.Namespace) -> int:
 
     sinks: list[FrameSink] = []
     if args.vcam:
-        from streamer.vcam import VcamError, VirtualCameraSink
+        from streamer.vcam import VcamError, sink_from_args
 
-        width, height = args.vcam_size
-        sink = VirtualCameraSink(
-            width=width, height=height, fps=args.vcam_fps,
-            backend=None if args.vcam_backend == "auto" else args.vcam_backend,
-            device=args.vcam_device, session=args.vcam_session,
-        )
+        sink = sink_from_args(args)
         try:
             sink.start()
         except VcamError as e:

@@ -399,3 +399,43 @@ class VirtualCameraSink:
                 # Fell behind (slow conversion, a busy machine): skip the missed slots rather
                 # than sending a burst that a call app would show as a jump.
                 next_t += period * int(lag / period)
+
+
+# ---------------------------------------------------------------------------------------
+# Command-line options shared by `tricam serve` and `tricam cam`.
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type for ``WIDTHxHEIGHT``."""
+    import argparse
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def add_vcam_arguments(parser: Any, *, flag_help: str, with_session: bool) -> None:
+    """The ``--vcam*`` option group; ``with_session`` adds ``--vcam-session`` (server only)."""
+    group = parser.add_argument_group("virtual camera")
+    group.add_argument("--vcam", action="store_true", help=flag_help)
+    group.add_argument("--vcam-size", type=parse_size, default=(1280, 720), metavar="WxH", help="default 1280x720")
+    group.add_argument("--vcam-fps", type=int, default=30, help="default 30")
+    group.add_argument("--vcam-backend", default="auto", metavar="NAME", help="pyvirtualcam backend (default auto)")
+    group.add_argument("--vcam-device", default=None, metavar="PATH", help="device, e.g. /dev/video10")
+    if with_session:
+        group.add_argument("--vcam-session", default=None, metavar="ID",
+                           help="session whose frames the camera shows (default: the first session)")
+
+
+def sink_from_args(args: Any) -> VirtualCameraSink:
+    """A (not yet started) sink for the parsed ``--vcam*`` options."""
+    width, height = args.vcam_size
+    return VirtualCameraSink(
+        width=width, height=height, fps=args.vcam_fps,
+        backend=None if args.vcam_backend == "auto" else args.vcam_backend,
+        device=args.vcam_device, session=getattr(args, "vcam_session", None),
+    )
