@@ -224,6 +224,12 @@ async def run_client(url: str, seconds: float, warmup: float, fps: float, style:
     got = [n for n in window if n in recv_at]
     lat = [(recv_at[n] - sent_at[n]) * 1000.0 for n in got]
     fifth = max(1, len(lat) // 5)
+    # Build-up shows as a trend: medians per fifth and a least-squares slope over send time.
+    fifths = [round(statistics.median(lat[i * fifth:(i + 1) * fifth]), 1) for i in range(5) if lat[i * fifth:(i + 1) * fifth]]
+    slope = None
+    if len(got) > 10:
+        t_min = (np.array([sent_at[n] for n in got]) - sent_at[got[0]]) / 60.0
+        slope = round(float(np.polyfit(t_min, np.array(lat), 1)[0]), 2)
     wall = t_end - t_start
     cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
 
@@ -240,6 +246,8 @@ async def run_client(url: str, seconds: float, warmup: float, fps: float, style:
         "latency_p95_ms": pct(95),
         "latency_first_fifth_median_ms": round(statistics.median(lat[:fifth]), 1) if lat else None,
         "latency_last_fifth_median_ms": round(statistics.median(lat[-fifth:]), 1) if lat else None,
+        "latency_fifths_median_ms": fifths,
+        "latency_slope_ms_per_min": slope,
         "server_cpu_percent_of_one_core": round(100.0 * cpu / wall, 1),
         "server_rss_start_mb": round(rss_start / 2**20, 1),
         "server_rss_end_mb": round(rss_end / 2**20, 1),
