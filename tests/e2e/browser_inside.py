@@ -22,7 +22,7 @@ import traceback
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from tests.e2e import netns
 
@@ -62,6 +62,26 @@ def poll(what: str, fn: Callable[[], T | None], timeout: float, every: float = 0
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
+
+
+def start_serve(port: int, log: IO[str]) -> subprocess.Popen[bytes]:
+    """``tricam serve`` on 127.0.0.1:``port`` with ICE restricted to 127.0.0.1, logging to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--ice-host", "127.0.0.1"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def healthz(proc: subprocess.Popen[bytes], base: str, name: str = "serve") -> dict[str, Any] | None:
+    """``base``/healthz as a dict; None while it does not answer; raises once ``proc`` has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{base} ({name}) exited with {proc.returncode}")
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
+            return dict(json.load(r))
+    except OSError:
+        return None
 
 
 def control_query(base: str) -> dict[str, Any]:
@@ -117,11 +137,7 @@ def run(y4m: Path, screenshot: Path) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_log = open(screenshot.with_suffix(".server.log"), "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--ice-host", "127.0.0.1"],
-        cwd=REPO, stdout=server_log, stderr=subprocess.STDOUT,
-    )
+    server = start_serve(port, server_log)
     # `tricam cam` on the same clip, started now so both servers warm up together: the page
     # opened on it becomes a remote control of the local pipeline.
     cam_port = free_port()
@@ -136,13 +152,7 @@ def run(y4m: Path, screenshot: Path) -> dict[str, Any]:
     driver = None
     try:
         def healthy(proc: subprocess.Popen[bytes] = server, base: str = url) -> dict[str, Any] | None:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{base} ({'serve' if proc is server else 'cam'}) exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
-                    return dict(json.load(r))
-            except OSError:
-                return None
+            return healthz(proc, base, "serve" if proc is server else "cam")
 
         result["healthz"] = poll("the server's /healthz", healthy, 30)
         step("server_up")
