@@ -158,6 +158,15 @@ def _skull_z(w: float, h: float, d: float, x: float, y: float) -> float:
     return -0.015 + d * math.sqrt(max(v, 0.0))
 
 
+def _front_z(b: _Builder, slot: Slot, x: float, y: float) -> float:
+    """Largest z where the line (x, y, z) meets primitive ``slot`` (-inf if it misses)."""
+    c, q = b.center[slot], b.quad[slot]
+    o = np.array([x, y, 0.0]) - c
+    a, hb, cc = q[2, 2], float(q[2] @ o), float(o @ q @ o) - 1.0
+    disc = hb * hb - a * cc
+    return -math.inf if disc < 0 or a <= 0 else float((-hb + math.sqrt(disc)) / a)
+
+
 def head_arrays(p: HeadParams) -> tuple[_Builder, np.ndarray, np.ndarray]:
     """Primitives, decal scalars and colours of one head (numpy, float64)."""
     s = p.shape
@@ -230,16 +239,19 @@ def head_arrays(p: HeadParams) -> tuple[_Builder, np.ndarray, np.ndarray]:
     # Glasses: lens discs (thin ellipsoids), a bridge, two temples running back to the ears.
     g = p.glasses
     on = g.kind != "none"
-    lz = max(ez + er, 0.19 + dz) + 0.03
+    # The bridge rests on whichever is further forward at its height, the brow of the skull
+    # or the nose bridge; the lenses sit just in front of that and of the eyeballs.
+    ly = ey - 0.002
+    rest = max(_skull_z(w, hgt, dep, 0.0, ly + 0.01), _front_z(b, Slot.NOSE_BRIDGE, 0.0, ly + 0.01))
+    lz = max(ez + er + 0.01, rest + 0.012)
     lrx, lry = {"round": (0.034, 0.034), "oval": (0.039, 0.028), "rectangular": (0.04, 0.034)}[g.frame_shape]
     rect = g.frame_shape == "rectangular"
-    ly = ey - 0.002
     lx = ex + 0.004
     for slot, sx in ((Slot.LENS_L, 1.0), (Slot.LENS_R, -1.0)):
         clips = (((0, -1, 0), -(ly + 0.72 * lry)), ((0, 1, 0), ly - 0.72 * lry)) if rect else ()
         b.put(slot, (sx * lx, ly, lz), (lrx, lry, 0.003), g.frame_rgb, rot=_rot_y(sx * 6), clips=clips,
               enabled=on)
-    b.put(Slot.GLASSES_BRIDGE, (0.0, ly + 0.01, lz + 0.004), (lx - lrx + 0.004, 0.0035, 0.0035), g.frame_rgb,
+    b.put(Slot.GLASSES_BRIDGE, (0.0, ly + 0.01, max(rest + 0.004, lz - 0.006)), (lx - lrx + 0.004, 0.0035, 0.0035), g.frame_rgb,
           enabled=on)
     for slot, sx in ((Slot.TEMPLE_L, 1.0), (Slot.TEMPLE_R, -1.0)):
         front = np.array([sx * (lx + lrx - 0.002), ly + 0.008, lz - 0.003])

@@ -135,6 +135,41 @@ def _normal_at(scene: Scene, slot: torch.Tensor, x: torch.Tensor, dirs: torch.Te
     return torch.where(facing, -g, g)
 
 
+# Skin masses (cranium, jaw, chin, cheeks) whose creases the shading normal blends over, and
+# the blend's reach in world units (about 10 px across a 128^2 face).
+SKIN_MASS_SLOTS = int(Slot.CHEEK_R) + 1
+SKIN_BLEND = 0.035
+
+
+def _skin_shading_normal(
+    scene: Scene, slot: torch.Tensor, x: torch.Tensor, nrm: torch.Tensor
+) -> torch.Tensor:
+    """Shading normal that rounds off the creases where the skin masses meet.
+
+    On a skin-mass hit, the unit gradients of all skin masses are averaged with weights that
+    fall from 1 at a mass's surface to 0 at :data:`SKIN_BLEND` (first-order distance
+    ``f / |grad f|`` of the quadric ``f = (x-c)^T Q (x-c) - 1``): the gradient of a smooth
+    union, so cheek/jaw/chin seams read as gentle bulges rather than ridges. Only shading
+    uses it (the output normal map stays the true surface normal), and it depends only on
+    the head's shape, never on an editable attribute, so edit pairs stay bit-identical
+    outside their masks. Elementwise arithmetic only (no matmul), for per-pixel determinism.
+    """
+    k = SKIN_MASS_SLOTS
+    c = scene.center[:, :k, None, :]  # (N,K,1,3)
+    q = scene.quad[:, :k, None, :, :]  # (N,K,1,3,3), symmetric: column j = row j
+    r = x[:, None, :, :] - c  # (N,K,M,3)
+    g = q[..., 0, :] * r[..., 0:1] + q[..., 1, :] * r[..., 1:2] + q[..., 2, :] * r[..., 2:3]  # Q r
+    f = (r * g).sum(-1) - 1.0
+    gl = g.norm(dim=-1).clamp_min(1e-6)
+    dist = f / (2.0 * gl)
+    w = (1.0 - dist.clamp(min=0.0) / SKIN_BLEND).clamp(min=0.0) ** 2
+    w = w * scene.enabled[:, :k, None].float()
+    blend = (w[..., None] * g / gl[..., None]).sum(1)
+    blend = torch.nn.functional.normalize(blend, dim=-1)
+    blend = torch.where((blend * nrm).sum(-1, keepdim=True) > 0, blend, nrm)
+    return torch.where((slot < k)[..., None], blend, nrm)
+
+
 def _mix(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return a + (b - a) * w
 
@@ -341,8 +376,8 @@ def render_scene(scene: Scene, labels: torch.Tensor, resolution: int) -> RenderO
     origins, dirs = camera.rays(labels, resolution)
     origin = origins[:, 0]
     hits = intersect(scene, origin, dirs)
-    albedo, cls, nrm, _, has = _shade_surface(scene, hits, origin, dirs)
-    rgb = _light(scene, albedo, cls, nrm, dirs)
+    albedo, cls, nrm, x, has = _shade_surface(scene, hits, origin, dirs)
+    rgb = _light(scene, albedo, cls, _skin_shading_normal(scene, hits.slot, x, nrm), dirs)
     rgb = torch.where(has[..., None], rgb, _background(scene, dirs))
     rgb, lens_on, lens_t, lens_n = _lens_overlay(scene, hits, origin, dirs, rgb)
     cls = torch.where(lens_on, int(C.EYEGLASSES), cls)
