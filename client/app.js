@@ -30,7 +30,6 @@
   let attempt = 0;
   let retryTimer = null;
   let generation = 0; // bumps on every (re)connect so stale callbacks do nothing
-  let cameraBlocked = false; // a permission refusal needs the person, not a retry
 
   function setState(state, text) {
     document.body.dataset.state = state;
@@ -220,7 +219,8 @@
       generation++;
       clearTimeout(retryTimer);
       teardown();
-      cameraBlocked = true;
+      // A refused camera needs the person, not a retry; the controls have no session to act on.
+      el.style.disabled = el.intensity.disabled = true;
       setState("error", err.message);
     } else {
       scheduleRetry(`Something went wrong: ${err && err.message ? err.message : err}.`, gen);
@@ -292,7 +292,6 @@
 
   el.connect.addEventListener("click", () => {
     attempt = 0;
-    cameraBlocked = false;
     connect();
   });
 
@@ -300,7 +299,7 @@
 
   if (params.get("autostart") === "0") {
     setState("idle", "Press Connect to start your camera and the call.");
-  } else if (!cameraBlocked) {
+  } else {
     connect();
   }
 })();
