@@ -6,10 +6,18 @@ Needs root and util-linux ``unshare``; :func:`unavailable` says why not when it 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 def unavailable() -> str | None:
@@ -44,3 +52,34 @@ def bring_up_loopback() -> None:
     names = [line.split(":")[1].strip().split("@")[0] for line in links.stdout.splitlines() if line.strip()]
     if names != ["lo"]:
         raise RuntimeError(f"not an isolated namespace: links {names}; refusing to start a browser here")
+
+
+@dataclass
+class IsolatedRun:
+    result: dict[str, Any]
+    """What the inside script wrote to its ``--out`` JSON (empty if it wrote nothing)."""
+    returncode: int | None
+    stderr: str
+    wall_s: float
+
+
+def run_isolated(module: str, args: Sequence[str], *, out: Path, cwd: Path, timeout: float) -> IsolatedRun:
+    """``python -m module args --out OUT`` in a fresh namespace, in its own process group.
+
+    The whole group is killed on timeout and again after exit, so a hung run cannot leave a
+    server or browser behind.
+    """
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        command([sys.executable, "-m", module, *args, "--out", str(out)]),
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+    with contextlib.suppress(ProcessLookupError):  # stragglers of a run that did finish
+        os.killpg(proc.pid, signal.SIGKILL)
+    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    return IsolatedRun(result, proc.returncode, stderr, round(time.monotonic() - t0, 1))

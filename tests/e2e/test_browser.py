@@ -10,14 +10,9 @@ and logs stay in artifacts/e2e/.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +52,13 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     origin = make_clip(clip, width=320, height=240, seconds=3.0, fps=25)  # ~8.6 MB of raw 4:2:0
     out = work / "result.json"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    # Own process group: if the run hangs, the server, chromedriver and Chromium it started
-    # go down with it instead of lingering.
-    proc = subprocess.Popen(
-        netns.command([sys.executable, "-m", "tests.e2e.browser_inside", "--y4m", str(clip), "--out", str(out),
-                       "--screenshot", str(ARTIFACTS / "browser-bronze.png")]),
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-    with contextlib.suppress(ProcessLookupError):  # stragglers of a run that did finish
-        os.killpg(proc.pid, signal.SIGKILL)
-    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    result["wall_s"] = round(time.monotonic() - t0, 1)
+    run = netns.run_isolated("tests.e2e.browser_inside", ["--y4m", str(clip), "--screenshot",
+                             str(ARTIFACTS / "browser-bronze.png")], out=out, cwd=REPO, timeout=120)
+    result, stderr = run.result, run.stderr
+    result["wall_s"] = run.wall_s
     result["clip"] = origin
     (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=2))
-    assert result.get("ok"), f"browser run failed ({proc.returncode}): {result.get('error')}\n" \
+    assert result.get("ok"), f"browser run failed ({run.returncode}): {result.get('error')}\n" \
         f"{result.get('traceback', '')}\nstderr: {stderr[-3000:]}"
     return result
 

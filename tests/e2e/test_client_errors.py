@@ -19,13 +19,7 @@ Screenshots and logs stay in artifacts/e2e/errors-*.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from typing import Any
 
 import pytest
@@ -49,24 +43,12 @@ def errors_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     make_clip(clip, width=320, height=240, seconds=3.0, fps=25)
     out = work / "result.json"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    # Own process group: if the run hangs, everything it started goes down with it.
-    proc = subprocess.Popen(
-        netns.command([sys.executable, "-m", "tests.e2e.errors_inside", "--y4m", str(clip), "--out", str(out),
-                       "--artifacts", str(ARTIFACTS)]),
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-    with contextlib.suppress(ProcessLookupError):  # stragglers of a run that did finish
-        os.killpg(proc.pid, signal.SIGKILL)
-    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    result["wall_s"] = round(time.monotonic() - t0, 1)
+    run = netns.run_isolated("tests.e2e.errors_inside", ["--y4m", str(clip), "--artifacts", str(ARTIFACTS)],
+                             out=out, cwd=REPO, timeout=120)
+    result, stderr = run.result, run.stderr
+    result["wall_s"] = run.wall_s
     (ARTIFACTS / "errors-result.json").write_text(json.dumps(result, indent=2))
-    assert result.get("ok"), f"client error run failed ({proc.returncode}): {result.get('error')}\n" \
+    assert result.get("ok"), f"client error run failed ({run.returncode}): {result.get('error')}\n" \
         f"{result.get('traceback', '')}\nstate: {result.get('failed_state')}\n" \
         f"probe: {result.get('failed_probe')}\nconsole: {result.get('console')}\nstderr: {stderr[-3000:]}"
     return result

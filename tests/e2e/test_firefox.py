@@ -12,14 +12,9 @@ the camera's stay green. Server and Firefox run in a fresh network namespace wit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +56,12 @@ def firefox_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("firefox") / "result.json"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    # Own process group: if the run hangs, the server and Firefox it started go down with it.
-    proc = subprocess.Popen(
-        netns.command([sys.executable, "-m", "tests.e2e.firefox_inside", "--out", str(out),
-                       "--screenshot", str(ARTIFACTS / "firefox-bronze.png")]),
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-    with contextlib.suppress(ProcessLookupError):  # stragglers of a run that did finish
-        os.killpg(proc.pid, signal.SIGKILL)
-    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    result["wall_s"] = round(time.monotonic() - t0, 1)
+    run = netns.run_isolated("tests.e2e.firefox_inside", ["--screenshot", str(ARTIFACTS / "firefox-bronze.png")],
+                             out=out, cwd=REPO, timeout=90)
+    result, stderr = run.result, run.stderr
+    result["wall_s"] = run.wall_s
     (ARTIFACTS / "firefox-result.json").write_text(json.dumps(result, indent=2))
-    assert result.get("ok"), f"firefox run failed ({proc.returncode}): {result.get('error')}\n" \
+    assert result.get("ok"), f"firefox run failed ({run.returncode}): {result.get('error')}\n" \
         f"{result.get('traceback', '')}\nconsole: {result.get('console')}\nstderr: {stderr[-3000:]}"
     return result
 
