@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -119,6 +120,17 @@ def chromium_options(y4m: Path, profile: Path) -> Any:
     ):
         opts.add_argument(flag)
     return opts
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Stop ``proc`` (``sig``, then SIGKILL after 10 s); its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def run(y4m: Path, screenshot: Path) -> dict[str, Any]:
@@ -251,12 +263,7 @@ def run(y4m: Path, screenshot: Path) -> dict[str, Any]:
             driver.quit()
         step("browser_closed")
         for name, proc in (("server_rc", server), ("cam_rc", cam)):
-            proc.terminate()
-            try:
-                result[name] = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                result[name] = proc.wait()
+            result[name] = stop(proc)
         server_log.close()
         cam_log.close()
         shutil.rmtree(profile, ignore_errors=True)

@@ -41,6 +41,7 @@ from tests.e2e.browser_inside import (
     healthz,
     poll,
     start_serve,
+    stop,
 )
 
 # Runs before any of the page's scripts: wraps getUserMedia and WebSocket to count calls, and
@@ -124,16 +125,6 @@ class Page:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 def run(y4m: Path, artifacts: Path) -> dict[str, Any]:

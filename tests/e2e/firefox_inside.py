@@ -28,7 +28,7 @@ from typing import IO, Any
 import aiohttp
 
 from tests.e2e import netns
-from tests.e2e.browser_inside import MEAN_RGB_JS, free_port, healthz, poll, start_serve
+from tests.e2e.browser_inside import MEAN_RGB_JS, free_port, healthz, poll, start_serve, stop
 
 FIREFOX = "/usr/lib/firefox-esr/firefox-esr"
 
@@ -364,12 +364,7 @@ def run(screenshot: Path) -> dict[str, Any]:
             bidi.close()
         step("browser_closed")
         for name, proc in (("firefox_rc", firefox), ("server_rc", server)):
-            proc.terminate()
-            try:
-                result[name] = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                result[name] = proc.wait()
+            result[name] = stop(proc)
         server_log.close()
         ff_log.close()
         shutil.rmtree(home, ignore_errors=True)
