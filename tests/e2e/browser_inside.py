@@ -122,6 +122,22 @@ def chromium_options(y4m: Path, profile: Path) -> Any:
     return opts
 
 
+def video_advancing(
+    mean: Callable[[str], dict[str, Any] | None], selector: str
+) -> Callable[[], dict[str, Any] | None]:
+    """A poll check that passes once ``selector``'s play time is 0.3 s past its first frame.
+
+    ``mean`` reads the element's pixel mean and ``time`` (each browser driver has its own).
+    """
+    first = poll(f"{selector} to have video", lambda: mean(selector), 20)
+
+    def advanced() -> dict[str, Any] | None:
+        m = mean(selector)
+        return m if m and m["time"] > first["time"] + 0.3 else None
+
+    return advanced
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
     """Stop ``proc`` (``sig``, then SIGKILL after 10 s); its exit code."""
     if proc.poll() is None:
@@ -190,16 +206,7 @@ def run(y4m: Path, screenshot: Path) -> dict[str, Any]:
             m = driver.execute_script(MEAN_RGB_JS, selector)
             return dict(m) if m else None
 
-        def playing(selector: str) -> Callable[[], dict[str, Any] | None]:
-            first = poll(f"{selector} to have video", lambda: mean(selector), 20)
-
-            def advanced() -> dict[str, Any] | None:
-                m = mean(selector)
-                return m if m and m["time"] > first["time"] + 0.3 else None
-
-            return advanced
-
-        poll("video#remote to play", playing("video#remote"), 20)
+        poll("video#remote to play", video_advancing(mean, "video#remote"), 20)
         step("remote_playing")
         time.sleep(0.5)
         result["before"] = {"style": driver.execute_script("return document.body.dataset.style || ''"),

@@ -42,6 +42,7 @@ from tests.e2e.browser_inside import (
     poll,
     start_serve,
     stop,
+    video_advancing,
 )
 
 # Runs before any of the page's scripts: wraps getUserMedia and WebSocket to count calls, and
@@ -112,13 +113,7 @@ class Page:
 
     def playing(self, selector: str, timeout: float) -> dict[str, Any]:
         """Wait until ``selector`` has frames and its play position has advanced by 0.3 s."""
-        first = poll(f"{selector} to have video", lambda: self.mean(selector), timeout)
-
-        def advanced() -> dict[str, Any] | None:
-            m = self.mean(selector)
-            return m if m and m["time"] > first["time"] + 0.3 else None
-
-        return poll(f"{selector} to play", advanced, timeout)
+        return poll(f"{selector} to play", video_advancing(self.mean, selector), timeout)
 
     def close(self) -> None:
         try:

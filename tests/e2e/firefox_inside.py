@@ -21,14 +21,13 @@ import tempfile
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 
 from tests.e2e import netns
-from tests.e2e.browser_inside import MEAN_RGB_JS, free_port, healthz, poll, start_serve, stop
+from tests.e2e.browser_inside import MEAN_RGB_JS, free_port, healthz, poll, start_serve, stop, video_advancing
 
 FIREFOX = "/usr/lib/firefox-esr/firefox-esr"
 
@@ -296,16 +295,7 @@ def run(screenshot: Path) -> dict[str, Any]:
             m = p.call(MEAN_RGB_FN, selector)
             return dict(m) if m else None
 
-        def playing(selector: str) -> Callable[[], dict[str, Any] | None]:
-            first = poll(f"{selector} to have video", lambda: mean(selector), 20)
-
-            def advanced() -> dict[str, Any] | None:
-                m = mean(selector)
-                return m if m and m["time"] > first["time"] + 0.3 else None
-
-            return advanced
-
-        result["remote_first"] = poll("video#remote to play", playing("video#remote"), 20)
+        result["remote_first"] = poll("video#remote to play", video_advancing(mean, "video#remote"), 20)
         step("remote_playing")
         time.sleep(0.5)
 
