@@ -223,6 +223,8 @@ class Engine:
 
     registry: StyleRegistry
     tracker_factory: Callable[[], FaceTracker] | None = None
+    core: Any = None
+    """The trained 3D core (:class:`engine.triplane.core.CoreModel`) when a bundle provides one."""
 
     def open_session(self) -> EngineSession:
         return EngineSession(self.registry, self.tracker_factory)

@@ -7,6 +7,9 @@ A bundle is a directory::
     <component>.safetensors  one file per component (e.g. "generator")
     styles.safetensors       the style bank's tensors (only when the bank is not empty)
 
+The style bank holds named edits (directions in S, W or tri-plane space, masks) that back
+user-facing styles; "style" here is what a user picks, not the generator's S space.
+
 Loading checks, in order: the manifest parses and has a known format version; every
 listed file exists, has the recorded size (else "truncated") and sha256; each file parses
 as safetensors; its keys, shapes and dtypes equal the manifest's listing; and, when the
@@ -45,7 +48,8 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class StyleEntry:
-    """A named edit direction or style in the bank."""
+    """One named edit in the style bank: a direction in S, W or tri-plane space, a full S vector or a
+    mask, backing a user-facing style."""
 
     name: str
     kind: str
@@ -133,7 +137,8 @@ def save_bundle(
         preset: the preset name the config came from (informational).
         config: JSON-ready model config.
         components: component name -> state dict.
-        styles: style bank tensors by name (may be empty); each needs a ``style_entries`` entry.
+        styles: style bank tensors by name (named edits backing user-facing styles; may be
+            empty); each needs a ``style_entries`` entry.
         provenance: how the weights were made (trainer, data, steps, seed, date ...).
     """
     styles = dict(styles or {})

@@ -13,28 +13,48 @@ from engine.styles.pose import PoseOverlay
 log = logging.getLogger(__name__)
 
 
-def build_engine(bundle: Path | None = None, device: str = "cpu") -> Engine:
-    """The default engine: ``none``, ``bronze`` and ``pose`` always; more as the packages that provide them land.
+def build_engine(bundle: Path | None = None, device: str = "cpu", *, load_core_model: bool = True) -> Engine:
+    """The default engine: ``none``, ``bronze`` and ``pose`` always, plus the trained 3D core.
 
     Args:
-        bundle: a model bundle directory (safetensors + manifest) whose styles to add.
+        bundle: a model bundle directory; default: the ``tricam-core`` bundle shipped in the
+            repository (:data:`engine.triplane.core.DEFAULT_BUNDLE`). A ``tricam-core`` bundle is
+            loaded as the engine's 3D core; other kinds are validated.
         device: ``cpu`` or ``cuda[:N]`` for neural styles.
+        load_core_model: False skips the core (tests of the transport that need no model).
+    Raises:
+        BundleError: a bundle that is missing, corrupt or does not fit, named precisely.
     """
     check_device(device)
     registry = StyleRegistry([PassThrough(), Bronze(), PoseOverlay()])
     # One FaceTracker (one mediapipe graph) per session, built on its first face-aware frame.
     engine = Engine(registry, tracker_factory=tracker_factory)
-    if bundle is not None:
-        from engine.bundle import load_bundle
+    if not load_core_model:
+        return engine
+    from engine.bundle import read_manifest
+    from engine.triplane.core import DEFAULT_BUNDLE, KIND, load_core
 
-        b = load_bundle(bundle)  # BundleError names the problem; the entry point reports it
-        # Neural editing styles (distilled tri-plane editors, SAT3D directions) are registered
-        # from a bundle once their runtimes land; until then a bundle is validated, not run.
-        log.warning(
-            "bundle %s (%s, preset %s, %d style-bank entries) is valid, but this version runs no "
-            "styles from bundles yet; serving the built-in styles",
-            bundle, b.kind, b.preset, len(b.style_entries),
-        )
+    path = bundle if bundle is not None else DEFAULT_BUNDLE
+    if bundle is None and not (path / "manifest.json").is_file():
+        log.warning("the default 3D core bundle is missing (%s); serving the built-in styles only", path)
+        return engine
+    manifest = read_manifest(path)  # BundleError names the problem; the entry point reports it
+    if manifest["kind"] == KIND:
+        engine.core = load_core(path, device=device)
+        ev = manifest["provenance"].get("evaluation", {})
+        log.info("3D core %s loaded (preset %s; held-out PSNR %.1f dB at the input view, %.1f dB at +-30 deg)",
+                 path, manifest["preset"], ev.get("psnr_input", float("nan")), ev.get("psnr_side", float("nan")))
+        # Neural editing styles built on the core (the distilled editor, SAT3D directions) register
+        # here as they land; the core alone adds no style.
+        return engine
+    from engine.bundle import load_bundle
+
+    b = load_bundle(path)
+    log.warning(
+        "bundle %s (%s, preset %s, %d style-bank entries) is valid, but this version runs no "
+        "styles from bundles of that kind yet; serving the built-in styles",
+        path, b.kind, b.preset, len(b.style_entries),
+    )
     return engine
 
 

@@ -101,7 +101,7 @@ def main() -> None:
             name: count_parameters(getattr(g, name))
             for name in ("mapping", "backbone", "decoder", "superres")
         },
-        "style_dims": g.style_table.size,
+        "s_dims": g.stylespace.size,
         "num_ws": g.num_ws,
     }
     result["params"]["total"] = count_parameters(g)

@@ -288,7 +288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-fps", type=float, default=None, help="ask the camera for this rate")
     parser.add_argument("--style", default=None, help="starting style (default: the first, 'none')")
     parser.add_argument("--intensity", type=float, default=None, help="starting intensity (default: the style's)")
-    parser.add_argument("--bundle", type=Path, default=None, help="model bundle directory to load styles from")
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle directory (default: the tricam-core bundle shipped in engine/assets/core-tiny)")
     parser.add_argument("--device", default="cpu", help="engine device: cpu or cuda[:N] (default cpu)")
     parser.add_argument("--preview", action="store_true", help="show the edited video in a local window")
     stop = parser.add_mutually_exclusive_group()

@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cam": ("streamer.cam", "local webcam or video file -> engine -> virtual camera, no browser"),
     "inspect": ("engine.faces.cli", "find faces in an image: pose, EG3D camera, aligned crop"),
     "synth": ("engine.synth.cli", "render a synthetic-head dataset with exact labels"),
+    "train": ("engine.training.cli", "train the 3D core (encoder, generator) on synthetic heads; pack a bundle"),
+    "eval": ("engine.evaluation.cli", "measure the 3D core against exact synthetic ground truth"),
 }
 
 

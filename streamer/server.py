@@ -42,7 +42,7 @@ def _ip(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    parser.add_argument("--bundle", type=Path, default=None, help="model bundle directory to load styles from")
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle directory (default: the tricam-core bundle shipped in engine/assets/core-tiny)")
     parser.add_argument("--device", default="cpu", help="engine device: cpu or cuda[:N] (default cpu)")
     parser.add_argument("--max-sessions", type=int, default=4, help="concurrent sessions allowed (default 4)")
     parser.add_argument("--workers", type=int, default=None,

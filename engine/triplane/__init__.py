@@ -4,6 +4,13 @@ from engine.triplane.config import GeneratorConfig
 from engine.triplane.generator import GeneratorOutput, TriplaneGenerator
 from engine.triplane.presets import preset
 from engine.triplane.renderer import RenderNoise
-from engine.triplane.stylespace import StyleTable
+from engine.triplane.stylespace import StyleSpaceTable
 
-__all__ = ["GeneratorConfig", "GeneratorOutput", "RenderNoise", "StyleTable", "TriplaneGenerator", "preset"]
+__all__ = [
+    "GeneratorConfig",
+    "GeneratorOutput",
+    "RenderNoise",
+    "StyleSpaceTable",
+    "TriplaneGenerator",
+    "preset",
+]

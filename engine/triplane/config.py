@@ -88,6 +88,10 @@ class SuperResConfig:
     """Output channels of block0 and block1."""
     output_resolution: int = 512
     """Final image side; must equal 4x the neural rendering resolution."""
+    conv_clamp: float | None = None
+    """Optional activation clamp of every SR layer, as in EG3D: conv layers clamp to
+    +-conv_clamp after bias and lrelu gain, toRGB to +-conv_clamp. EG3D's FFHQ checkpoints
+    use 256 (``sr_num_fp16_res=4`` turns it on); None (no clamp) keeps older bundles as they were."""
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,12 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     """Rebuild a config dataclass from :func:`config_to_dict` output.
 
+    Fields missing from ``data`` take their defaults, so manifests written before a field
+    existed still load (e.g. ``superres.conv_clamp`` -> None).
+
     Raises:
-        ValueError: unknown or missing fields, or a value of the wrong type.
+        ValueError: unknown fields, a missing field that has no default, or a value of the
+            wrong type.
     """
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
@@ -144,6 +152,13 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+    required = sorted(
+        name
+        for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    if required:
+        raise ValueError(f"{cls.__name__}: missing fields {required}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{cls.__name__}.{name}")

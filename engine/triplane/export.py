@@ -1,11 +1,13 @@
 """ONNX export of the three run-time graphs, each with a declared contract.
 
-* ``synthesis``: backbone styles ``(1, S_synthesis)`` -> planes ``(1, 3, C, R, R)`` (constant noise);
+* ``synthesis``: backbone S codes ``s_codes (1, S_synthesis)`` -> planes ``(1, 3, C, R, R)``
+  (constant noise);
 * ``render``: planes + camera ``(1, 25)`` + jitter + importance u -> features, depth, opacity,
   semantics at the neural rendering resolution (decoder inside; fixed sample counts);
-* ``superres``: features ``(1, C, r, r)`` + super-resolution styles -> image ``(1, 3, 4r, 4r)``.
+* ``superres``: features ``(1, C, r, r)`` + super-resolution S codes ``s_codes (1, S_superres)``
+  -> image ``(1, 3, 4r, 4r)``.
 
-Inputs are styles (not w) so SAT3D-edited S vectors run unchanged. Exports use the
+Inputs are S codes (not w) so SAT3D-edited S vectors run unchanged. Exports use the
 TorchScript exporter (``dynamo=False``; the dynamo one needs onnxscript), opset >= 17
 (GridSample needs 16), fixed batch 1 and only standard ONNX ops.
 """
@@ -36,11 +38,11 @@ class SynthesisGraph(nn.Module):
     def __init__(self, generator: TriplaneGenerator) -> None:
         super().__init__()
         self.generator = generator
-        self.start, self.stop = generator.style_table.component_range("synthesis")
+        self.start, self.stop = generator.stylespace.component_range("synthesis")
 
-    def forward(self, styles: Tensor) -> Tensor:
-        styles_list = self.generator.style_table.split(styles, component="synthesis")
-        return self.generator.backbone.forward_s(styles=styles_list, noise_mode="const")
+    def forward(self, s_codes: Tensor) -> Tensor:
+        layers = self.generator.stylespace.split(s_codes, component="synthesis")
+        return self.generator.backbone.forward_s(s_codes=layers, noise_mode="const")
 
 
 class RenderGraph(nn.Module):
@@ -75,10 +77,10 @@ class SuperResGraph(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, features: Tensor, styles: Tensor) -> Tensor:
-        styles_list = self.generator.style_table.split(styles, component="superres")
+    def forward(self, features: Tensor, s_codes: Tensor) -> Tensor:
+        layers = self.generator.stylespace.split(s_codes, component="superres")
         return self.generator.superres.forward_s(
-            rgb=features[:, :3], features=features, styles=styles_list, noise_mode="none"
+            rgb=features[:, :3], features=features, s_codes=layers, noise_mode="none"
         )
 
 
@@ -112,8 +114,8 @@ def contracts(generator: TriplaneGenerator, *, seed: int = 0) -> list[ExportCont
     with torch.no_grad():
         ws = generator.map(z=z, c=camera)
         s = generator.affine(ws=ws)
-        a, b = generator.style_table.component_range("synthesis")
-        c, d = generator.style_table.component_range("superres")
+        a, b = generator.stylespace.component_range("synthesis")
+        c, d = generator.stylespace.component_range("superres")
         planes = generator.synthesis_from_s(s=s)
         noise = RenderNoise.random(cfg.render, batch=1, generator=gen)
         origins, dirs = rays(camera, cfg.render.resolution)
@@ -123,7 +125,7 @@ def contracts(generator: TriplaneGenerator, *, seed: int = 0) -> list[ExportCont
         features = to_image(out.features, resolution=cfg.render.resolution)
     return [
         ExportContract(
-            "synthesis", ("styles",), ("planes",), (s[:, a:b].contiguous(),), SynthesisGraph(generator)
+            "synthesis", ("s_codes",), ("planes",), (s[:, a:b].contiguous(),), SynthesisGraph(generator)
         ),
         ExportContract(
             "render",
@@ -134,7 +136,7 @@ def contracts(generator: TriplaneGenerator, *, seed: int = 0) -> list[ExportCont
         ),
         ExportContract(
             "superres",
-            ("features", "styles"),
+            ("features", "s_codes"),
             ("image",),
             (features, s[:, c:d].contiguous()),
             SuperResGraph(generator),

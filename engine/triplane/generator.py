@@ -3,9 +3,10 @@
 Two equivalent ways in:
 
 * ``forward(z=..., c=..., camera=...)`` / ``synthesis(ws=...)``: every layer computes its
-  style from its w;
+  S codes from its w;
 * ``affine(ws=...) -> s`` then ``synthesis_from_s(s=...)`` / ``render_from_s(s=..., camera=...)``:
-  styles come from a flat, possibly edited, S vector laid out by :attr:`style_table`.
+  the layers' S codes come from a flat, possibly edited, S vector ``s (N, S)`` laid out by
+  :attr:`stylespace`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from engine.camera import rays
+from engine.camera import orbit_label, rays
 from engine.triplane.config import GeneratorConfig
 from engine.triplane.decoder import TriplaneDecoder
 from engine.triplane.layers import NoiseMode, SynthesisBlock, SynthesisLayer, ToRGB
 from engine.triplane.mapping import MappingNetwork
 from engine.triplane.renderer import RenderNoise, RenderOutput, VolumeRenderer, to_image
-from engine.triplane.stylespace import StyleTable, build_table
+from engine.triplane.stylespace import StyleSpaceTable, build_table
 from engine.triplane.superres import SuperResolution
 from engine.triplane.synthesis import SynthesisNetwork
 
@@ -44,6 +45,12 @@ class GeneratorOutput:
     """``(N, K, r, r)`` marched semantic logits."""
 
 
+def frontal_conditioning(n: int, *, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(n, 25)`` label of the frontal camera (yaw = pitch = 0): the mapping's fixed conditioning."""
+    label = torch.as_tensor(orbit_label(0.0, 0.0), dtype=dtype, device=device)
+    return label[None].expand(n, -1).contiguous()
+
+
 class TriplaneGenerator(nn.Module):
     """EG3D-style generator with an exposed S space and a semantic head."""
 
@@ -61,14 +68,16 @@ class TriplaneGenerator(nn.Module):
             w_index=self.num_ws - 1,
         )
         self.renderer = VolumeRenderer(config.render)
-        self.style_table: StyleTable = build_table(self.backbone.style_rows() + self.superres.style_rows())
+        self.stylespace: StyleSpaceTable = build_table(
+            self.backbone.stylespace_rows() + self.superres.stylespace_rows()
+        )
 
-    def _style_layers(self) -> list[SynthesisLayer | ToRGB]:
-        """Style-bearing layers in S-table order."""
+    def _modulated_layers(self) -> list[SynthesisLayer | ToRGB]:
+        """Modulated layers (each reads its S codes) in S-table order."""
         layers: list[SynthesisLayer | ToRGB] = []
         for block in [*self.backbone.blocks, self.superres.block0, self.superres.block1]:
             assert isinstance(block, SynthesisBlock)
-            layers += [layer for _, layer in block.style_layers()]
+            layers += [layer for _, layer in block.modulated_layers()]
         return layers
 
     def map(
@@ -83,10 +92,10 @@ class TriplaneGenerator(nn.Module):
         return self.mapping(z=z, c=c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
     def affine(self, *, ws: Tensor) -> Tensor:
-        """ws ``(N, num_ws, w_dim)`` -> s ``(N, style_table.size)``."""
+        """ws ``(N, num_ws, w_dim)`` -> S codes s ``(N, stylespace.size)`` (every layer's ``A(w)``)."""
         parts = [
             layer.affine(ws[:, sl.w_index])
-            for sl, layer in zip(self.style_table.slices, self._style_layers(), strict=True)
+            for sl, layer in zip(self.stylespace.slices, self._modulated_layers(), strict=True)
         ]
         return torch.cat(parts, dim=1)
 
@@ -95,27 +104,27 @@ class TriplaneGenerator(nn.Module):
         return self.backbone(ws=ws, noise_mode=noise_mode)
 
     def synthesis_from_s(self, *, s: Tensor, noise_mode: NoiseMode = "const") -> Tensor:
-        """s ``(N, S)`` (the full S vector; super-resolution entries are ignored) -> planes."""
-        return self.backbone.forward_s(styles=self._backbone_styles(s), noise_mode=noise_mode)
+        """S codes s ``(N, S)`` (the full S vector; super-resolution entries are ignored) -> planes."""
+        return self.backbone.forward_s(s_codes=self._backbone_s_codes(s), noise_mode=noise_mode)
 
-    def _backbone_styles(self, s: Tensor) -> list[Tensor]:
-        if s.ndim != 2 or s.shape[1] != self.style_table.size:
-            raise ValueError(f"s must be (N, {self.style_table.size}), got {tuple(s.shape)}")
-        return [s[:, sl.offset : sl.stop] for sl in self.style_table.component_slices("synthesis")]
+    def _backbone_s_codes(self, s: Tensor) -> list[Tensor]:
+        if s.ndim != 2 or s.shape[1] != self.stylespace.size:
+            raise ValueError(f"s must be (N, {self.stylespace.size}), got {tuple(s.shape)}")
+        return [s[:, sl.offset : sl.stop] for sl in self.stylespace.component_slices("synthesis")]
 
-    def _superres_styles(self, s: Tensor) -> list[Tensor]:
-        return [s[:, sl.offset : sl.stop] for sl in self.style_table.component_slices("superres")]
+    def _superres_s_codes(self, s: Tensor) -> list[Tensor]:
+        return [s[:, sl.offset : sl.stop] for sl in self.stylespace.component_slices("superres")]
 
     def render_planes(
         self,
         *,
         planes: Tensor,
         camera: Tensor,
-        sr_styles: list[Tensor],
+        sr_s_codes: list[Tensor],
         noise: RenderNoise | None = None,
         sr_noise_mode: NoiseMode = "none",
     ) -> GeneratorOutput:
-        """Render tri-planes from ``camera (N, 25)`` and super-resolve with per-layer SR styles.
+        """Render tri-planes from ``camera (N, 25)`` and super-resolve with the per-layer SR S codes.
 
         ``noise=None`` draws EG3D-style random jitter from the global RNG; pass
         :meth:`RenderNoise.deterministic` for repeatable output.
@@ -132,7 +141,7 @@ class TriplaneGenerator(nn.Module):
         features = to_image(out.features, resolution=r)
         rgb = features[:, :3]
         image = self.superres.forward_s(
-            rgb=rgb, features=features, styles=sr_styles, noise_mode=sr_noise_mode
+            rgb=rgb, features=features, s_codes=sr_s_codes, noise_mode=sr_noise_mode
         )
         return GeneratorOutput(
             image=image,
@@ -152,12 +161,12 @@ class TriplaneGenerator(nn.Module):
         noise_mode: NoiseMode = "const",
         sr_noise_mode: NoiseMode = "none",
     ) -> GeneratorOutput:
-        """A (possibly edited) S vector ``(N, S)`` rendered from ``camera (N, 25)``."""
+        """(Possibly edited) S codes ``s (N, S)`` rendered from ``camera (N, 25)``."""
         planes = self.synthesis_from_s(s=s, noise_mode=noise_mode)
         return self.render_planes(
             planes=planes,
             camera=camera,
-            sr_styles=self._superres_styles(s),
+            sr_s_codes=self._superres_s_codes(s),
             noise=noise,
             sr_noise_mode=sr_noise_mode,
         )
@@ -171,12 +180,12 @@ class TriplaneGenerator(nn.Module):
         noise_mode: NoiseMode = "const",
         sr_noise_mode: NoiseMode = "none",
     ) -> GeneratorOutput:
-        """ws ``(N, num_ws, w_dim)`` rendered from ``camera (N, 25)``; layers compute their own styles."""
+        """ws ``(N, num_ws, w_dim)`` rendered from ``camera (N, 25)``; layers compute their own S codes."""
         planes = self.synthesis(ws=ws, noise_mode=noise_mode)
         w = ws[:, -1]
-        sr_styles = [layer.affine(w) for layer in self._style_layers()[-6:]]
+        sr_s_codes = [layer.affine(w) for layer in self._modulated_layers()[-6:]]
         return self.render_planes(
-            planes=planes, camera=camera, sr_styles=sr_styles, noise=noise, sr_noise_mode=sr_noise_mode
+            planes=planes, camera=camera, sr_s_codes=sr_s_codes, noise=noise, sr_noise_mode=sr_noise_mode
         )
 
     def forward(
@@ -191,14 +200,16 @@ class TriplaneGenerator(nn.Module):
         noise_mode: NoiseMode = "const",
         sr_noise_mode: NoiseMode = "none",
     ) -> GeneratorOutput:
-        """z ``(N, z_dim)`` -> render from ``camera (N, 25)``; conditioning ``c`` defaults to the camera.
+        """z ``(N, z_dim)`` -> render from ``camera (N, 25)``.
 
+        The mapping is conditioned on ``c``, which defaults to the fixed frontal camera (as
+        EG3D does at inference), so the identity does not drift as the render camera moves.
         ``noise_mode`` drives the backbone's per-pixel noise, ``sr_noise_mode`` the
         super-resolution's (EG3D FFHQ: 'none').
         """
         ws = self.map(
             z=z,
-            c=camera if c is None else c,
+            c=frontal_conditioning(z.shape[0], device=z.device, dtype=z.dtype) if c is None else c,
             truncation_psi=truncation_psi,
             truncation_cutoff=truncation_cutoff,
         )

@@ -33,7 +33,11 @@ def save_generator(
     styles: Mapping[str, torch.Tensor] | None = None,
     style_entries: Mapping[str, StyleEntry] | None = None,
 ) -> dict[str, Any]:
-    """Write ``generator`` as a bundle; returns the manifest."""
+    """Write ``generator`` as a bundle; returns the manifest.
+
+    ``styles``/``style_entries`` are the bundle's style bank: named edits (directions in S, W or
+    tri-plane space, masks) that back user-facing styles (see :func:`engine.bundle.save_bundle`).
+    """
     return save_bundle(
         directory,
         kind=KIND,

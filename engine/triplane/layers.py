@@ -1,8 +1,8 @@
 """StyleGAN2 building blocks: equalised-lr FC, modulated conv, FIR up-sampling, synthesis blocks.
 
-Written from the StyleGAN2/EG3D papers and REFERENCE-FACTS §8. Every layer that reads a
-style exposes two paths: ``forward(x, w=...)`` computes its style ``s = A(w)`` itself, and
-``forward_s(x, s=...)`` takes a (possibly edited) style directly; the first is defined as
+Written from the StyleGAN2/EG3D papers and REFERENCE-FACTS §8. Every modulated layer
+exposes two paths: ``forward(x, w=...)`` computes its S codes ``s = A(w)`` itself, and
+``forward_s(x, s=...)`` takes (possibly edited) S codes directly; the first is defined as
 the second applied to ``self.affine(w)``, so the S-space round trip is exact by design.
 
 Modulation is applied to activations rather than weights (x*s -> conv -> *d), which is
@@ -96,7 +96,7 @@ def upsample2d(x: Tensor, kernel: Tensor) -> Tensor:
 
 
 class ModulatedConv(nn.Module):
-    """Modulated (optionally demodulated) conv with style affine A: w -> s (REFERENCE-FACTS §8).
+    """Modulated (optionally demodulated) conv with affine A: w -> s, its S codes (REFERENCE-FACTS §8).
 
     ``up=2`` is StyleGAN2's transposed conv (stride 2) followed by the [1,3,3,1] FIR with
     padding 1 and gain 4, giving exactly 2H x 2W.
@@ -126,10 +126,10 @@ class ModulatedConv(nn.Module):
         self.demodulate = demodulate
         self.padding = kernel_size // 2
 
-    def conv(self, x: Tensor, *, styles: Tensor) -> Tensor:
-        """``x (N, I, H, W)``, ``styles (N, I)`` -> ``(N, O, H*up, W*up)`` (no bias, no activation)."""
+    def conv(self, x: Tensor, *, s: Tensor) -> Tensor:
+        """``x (N, I, H, W)``, S codes ``s (N, I)`` -> ``(N, O, H*up, W*up)`` (no bias, no activation)."""
         w = self.weight
-        x = x * styles[:, :, None, None]
+        x = x * s[:, :, None, None]
         if self.up == 1:
             y = F.conv2d(x, w, padding=self.padding)
         else:
@@ -138,14 +138,18 @@ class ModulatedConv(nn.Module):
         if self.demodulate:
             # d_o = (sum_{i,k} (W_oik s_i)^2 + 1e-8)^-1/2, per sample.
             dcoef = (
-                (w.square().sum(dim=(2, 3))[None] * styles.square()[:, None, :]).sum(dim=2) + 1e-8
+                (w.square().sum(dim=(2, 3))[None] * s.square()[:, None, :]).sum(dim=2) + 1e-8
             ).rsqrt()
             y = y * dcoef[:, :, None, None]
         return y
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv + per-pixel noise + bias + lrelu(0.2)*sqrt(2)."""
+    """Modulated 3x3 conv + per-pixel noise + bias + lrelu(0.2)*sqrt(2), then optionally clamped.
+
+    The clamp is EG3D's ``conv_clamp * gain`` applied after bias and activation gain; the
+    layer gain is 1 in 'skip' blocks, so it is ``+-conv_clamp``.
+    """
 
     noise_const: Tensor
 
@@ -168,7 +172,8 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = conv_clamp
 
     @property
-    def style_dim(self) -> int:
+    def s_dim(self) -> int:
+        """Number of S codes this layer reads (its input channels)."""
         return self.mod.in_channels
 
     def affine(self, w: Tensor) -> Tensor:
@@ -177,7 +182,7 @@ class SynthesisLayer(nn.Module):
 
     def forward_s(self, x: Tensor, *, s: Tensor, noise_mode: NoiseMode = "const") -> Tensor:
         """``x (N, I, H, W)``, ``s (N, I)`` -> ``(N, O, H*up, W*up)``."""
-        y = self.mod.conv(x, styles=s)
+        y = self.mod.conv(x, s=s)
         if noise_mode == "random":
             noise = torch.randn(
                 y.shape[0], 1, self.resolution, self.resolution, dtype=y.dtype, device=y.device
@@ -195,7 +200,8 @@ class SynthesisLayer(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv without demodulation; style scaled by 1/sqrt(C_in), then bias."""
+    """1x1 modulated conv without demodulation; S codes scaled by 1/sqrt(C_in), then bias,
+    then the optional clamp to ``+-conv_clamp`` (as EG3D's ToRGBLayer)."""
 
     def __init__(
         self, in_channels: int, out_channels: int, *, w_dim: int, conv_clamp: float | None = None
@@ -207,7 +213,8 @@ class ToRGB(nn.Module):
         self.conv_clamp = conv_clamp
 
     @property
-    def style_dim(self) -> int:
+    def s_dim(self) -> int:
+        """Number of S codes this layer reads (its input channels)."""
         return self.mod.in_channels
 
     def affine(self, w: Tensor) -> Tensor:
@@ -215,7 +222,7 @@ class ToRGB(nn.Module):
         return self.mod.affine(w)
 
     def forward_s(self, x: Tensor, *, s: Tensor) -> Tensor:
-        y = self.mod.conv(x, styles=s * self.weight_gain) + self.bias[None, :, None, None]
+        y = self.mod.conv(x, s=s * self.weight_gain) + self.bias[None, :, None, None]
         if self.conv_clamp is not None:
             y = y.clamp(-self.conv_clamp, self.conv_clamp)
         return y
@@ -229,7 +236,7 @@ class SynthesisBlock(nn.Module):
 
     The first block (``in_channels == 0``) starts from a learned 4x4 constant and has only
     conv1; others up-sample with conv0. The running image is FIR-up-sampled and summed with
-    this block's toRGB. Styles are consumed in the order conv0, conv1, torgb.
+    this block's toRGB. S codes are consumed in the order conv0, conv1, torgb.
     """
 
     fir: Tensor
@@ -264,8 +271,8 @@ class SynthesisBlock(nn.Module):
     def num_conv(self) -> int:
         return 1 if self.conv0 is None else 2
 
-    def style_layers(self) -> list[tuple[str, SynthesisLayer | ToRGB]]:
-        """(name, layer) in the order styles are consumed."""
+    def modulated_layers(self) -> list[tuple[str, SynthesisLayer | ToRGB]]:
+        """(name, layer) in the order their S codes are consumed."""
         layers: list[tuple[str, SynthesisLayer | ToRGB]] = []
         if self.conv0 is not None:
             layers.append(("conv0", self.conv0))
@@ -277,21 +284,21 @@ class SynthesisBlock(nn.Module):
         x: Tensor | None,
         img: Tensor | None,
         *,
-        styles: list[Tensor],
+        s_codes: list[Tensor],
         noise_mode: NoiseMode = "const",
         batch: int,
     ) -> tuple[Tensor, Tensor]:
-        """Run the block from per-layer styles (order of :meth:`style_layers`).
+        """Run the block from per-layer S codes (order of :meth:`modulated_layers`).
 
         Args:
             x: ``(N, in_channels, R/2, R/2)`` or None for the first block.
             img: running skip image ``(N, img_channels, R/2, R/2)`` or None.
-            styles: one ``(N, style_dim)`` tensor per style layer.
+            s_codes: one ``(N, s_dim)`` tensor per modulated layer.
             batch: N (needed when the block starts from its constant).
         Returns:
             x ``(N, out_channels, R, R)`` and img ``(N, img_channels, R, R)``.
         """
-        it = iter(styles)
+        it = iter(s_codes)
         if self.conv0 is None:
             x = self.const[None].expand(batch, -1, -1, -1)
         else:
@@ -312,12 +319,12 @@ class SynthesisBlock(nn.Module):
         ws: list[Tensor],
         noise_mode: NoiseMode = "const",
     ) -> tuple[Tensor, Tensor]:
-        """Same as :meth:`forward_s` with each layer computing its own style from its w ``(N, w_dim)``."""
-        layers = self.style_layers()
+        """Same as :meth:`forward_s` with each layer computing its own S codes from its w ``(N, w_dim)``."""
+        layers = self.modulated_layers()
         if len(ws) != len(layers):
             raise ValueError(f"block {self.resolution} needs {len(layers)} ws, got {len(ws)}")
-        styles = [layer.affine(w) for (_, layer), w in zip(layers, ws, strict=True)]
-        return self.forward_s(x, img, styles=styles, noise_mode=noise_mode, batch=ws[0].shape[0])
+        s_codes = [layer.affine(w) for (_, layer), w in zip(layers, ws, strict=True)]
+        return self.forward_s(x, img, s_codes=s_codes, noise_mode=noise_mode, batch=ws[0].shape[0])
 
 
 def count_parameters(module: nn.Module) -> int:

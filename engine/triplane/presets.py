@@ -29,7 +29,9 @@ def eg3d(*, semantic_classes: int = 12) -> GeneratorConfig:
         render=RenderConfig(
             resolution=128, depth_samples=48, importance_samples=48, ray_start=2.25, ray_end=3.3
         ),
-        superres=SuperResConfig(channels=(256, 128), output_resolution=512),
+        # sr_num_fp16_res defaults to 4 in EG3D's train.py, so Hybrid8XDC builds its blocks
+        # with conv_clamp=256 (the backbone runs fp32 without a clamp).
+        superres=SuperResConfig(channels=(256, 128), output_resolution=512, conv_clamp=256.0),
     )
 
 

@@ -118,8 +118,12 @@ def ray_march(*, colors: Tensor, raw_density: Tensor, depths: Tensor) -> MarchRe
     weights = alpha * transmittance
     color = (weights * colors_mid).sum(dim=-2)
     opacity = weights.sum(dim=-2)
-    depth = (weights * depths_mid).sum(dim=-2) / opacity
-    depth = torch.where(torch.isnan(depth), torch.full_like(depth, float("inf")), depth)
+    # EG3D divides by the opacity and maps the 0/0 of empty rays (NaN) to +inf. Dividing by 1 there
+    # instead gives the same values without a NaN in the backward pass (0 * inf), which would
+    # otherwise poison every gradient the moment one ray comes out exactly empty.
+    empty = opacity <= 0
+    depth = (weights * depths_mid).sum(dim=-2) / torch.where(empty, torch.ones_like(opacity), opacity)
+    depth = torch.where(empty, torch.full_like(depth, float("inf")), depth)
     depth = torch.minimum(torch.maximum(depth, depths.min()), depths.max())
     return MarchResult(color=color, depth=depth, opacity=opacity, weights=weights)
 

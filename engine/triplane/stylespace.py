@@ -1,7 +1,10 @@
-"""The S space: every style vector of the generator concatenated, with a table of what is where.
+"""The S space (style space): every modulated layer's S codes concatenated, and where each one lies.
 
-SAT3D edits ``s`` channel-wise and must leave toRGB and super-resolution channels alone;
-:meth:`StyleTable.editable_mask` gives exactly the channels it may touch.
+The flat vector is ``s_codes (N, S)`` (``s`` where it is the only one around); each layer's
+slice of it is that layer's S codes (its modulation vector ``A(w)``). This is the generator's
+S space, not a user-facing style. SAT3D edits ``s`` channel-wise and must leave toRGB and
+super-resolution channels alone; :meth:`StyleSpaceTable.editable_mask` gives exactly the
+channels it may touch.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ LayerKind = Literal["conv", "torgb"]
 
 
 @dataclass(frozen=True)
-class StyleSlice:
-    """One layer's style vector inside the flat S vector."""
+class StyleSpaceSlice:
+    """One layer's S codes inside the flat S vector."""
 
     name: str
     """Dotted layer name, e.g. ``synthesis.b64.conv0``."""
@@ -41,18 +44,18 @@ class StyleSlice:
         return self.offset + self.size
 
 
-class StyleTable:
+class StyleSpaceTable:
     """Ordered, contiguous layout of S: synthesis layers first, then super-resolution."""
 
-    def __init__(self, slices: Sequence[StyleSlice]) -> None:
+    def __init__(self, slices: Sequence[StyleSpaceSlice]) -> None:
         offset = 0
         for sl in slices:
             if sl.offset != offset or sl.size <= 0:
                 raise ValueError(
-                    f"style slice {sl.name} is not contiguous (offset {sl.offset}, expected {offset})"
+                    f"S slice {sl.name} is not contiguous (offset {sl.offset}, expected {offset})"
                 )
             offset = sl.stop
-        self.slices: tuple[StyleSlice, ...] = tuple(slices)
+        self.slices: tuple[StyleSpaceSlice, ...] = tuple(slices)
         self.size = offset
 
     def __len__(self) -> int:
@@ -65,10 +68,10 @@ class StyleTable:
             return (0, 0)
         return parts[0].offset, parts[-1].stop
 
-    def component_slices(self, component: Component) -> list[StyleSlice]:
+    def component_slices(self, component: Component) -> list[StyleSpaceSlice]:
         return [sl for sl in self.slices if sl.component == component]
 
-    def locate(self, index: int) -> tuple[StyleSlice, int]:
+    def locate(self, index: int) -> tuple[StyleSpaceSlice, int]:
         """The layer and channel of S entry ``index``."""
         if not 0 <= index < self.size:
             raise IndexError(f"S index {index} out of range [0, {self.size})")
@@ -98,11 +101,11 @@ class StyleTable:
         return [asdict(sl) for sl in self.slices]
 
 
-def build_table(layers: Sequence[tuple[str, Component, LayerKind, int, int, int]]) -> StyleTable:
+def build_table(layers: Sequence[tuple[str, Component, LayerKind, int, int, int]]) -> StyleSpaceTable:
     """Table from ``(name, component, kind, w_index, resolution, size)`` rows in S order."""
     slices = []
     offset = 0
     for name, component, kind, w_index, resolution, size in layers:
-        slices.append(StyleSlice(name, component, kind, w_index, resolution, offset, size))
+        slices.append(StyleSpaceSlice(name, component, kind, w_index, resolution, offset, size))
         offset += size
-    return StyleTable(slices)
+    return StyleSpaceTable(slices)

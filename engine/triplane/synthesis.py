@@ -21,7 +21,7 @@ from engine.triplane.stylespace import Component, LayerKind
 
 
 class SynthesisNetwork(nn.Module):
-    """ws ``(N, num_ws, w_dim)`` or per-layer styles -> planes ``(N, 3, C, R, R)``."""
+    """ws ``(N, num_ws, w_dim)`` or per-layer S codes -> planes ``(N, 3, C, R, R)``."""
 
     def __init__(self, config: SynthesisConfig, *, w_dim: int) -> None:
         super().__init__()
@@ -49,18 +49,18 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = 2 * len(self.resolutions)
 
     def w_indices(self) -> list[list[int]]:
-        """For each block, the w index of each of its style layers (conv0?, conv1, torgb)."""
+        """For each block, the w index of each of its modulated layers (conv0?, conv1, torgb)."""
         out = [[0, 1]]
         for k in range(1, len(self.resolutions)):
             out.append([2 * k - 1, 2 * k, 2 * k + 1])
         return out
 
-    def style_rows(self) -> list[tuple[str, Component, LayerKind, int, int, int]]:
+    def stylespace_rows(self) -> list[tuple[str, Component, LayerKind, int, int, int]]:
         """S-table rows ``(name, component, kind, w_index, resolution, size)`` in consumption order."""
         rows: list[tuple[str, Component, LayerKind, int, int, int]] = []
         for block, idx in zip(self.blocks, self.w_indices(), strict=True):
             assert isinstance(block, SynthesisBlock)
-            for (name, layer), wi in zip(block.style_layers(), idx, strict=True):
+            for (name, layer), wi in zip(block.modulated_layers(), idx, strict=True):
                 kind: LayerKind = "torgb" if name == "torgb" else "conv"
                 rows.append(
                     (
@@ -69,7 +69,7 @@ class SynthesisNetwork(nn.Module):
                         kind,
                         wi,
                         block.resolution,
-                        layer.style_dim,
+                        layer.s_dim,
                     )
                 )
         return rows
@@ -79,7 +79,7 @@ class SynthesisNetwork(nn.Module):
         return img.reshape(n, 3, self.config.plane_channels, r, r)
 
     def forward(self, *, ws: Tensor, noise_mode: NoiseMode = "const") -> Tensor:
-        """``ws (N, num_ws, w_dim)`` -> planes ``(N, 3, C, R, R)``; each layer computes its own style."""
+        """``ws (N, num_ws, w_dim)`` -> planes ``(N, 3, C, R, R)``; each layer computes its own S codes."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         x: Tensor | None = None
@@ -90,15 +90,15 @@ class SynthesisNetwork(nn.Module):
         assert img is not None
         return self._planes(img)
 
-    def forward_s(self, *, styles: list[Tensor], noise_mode: NoiseMode = "const") -> Tensor:
-        """Per-layer styles (S-table order, each ``(N, size_i)``) -> planes ``(N, 3, C, R, R)``."""
-        it = iter(styles)
+    def forward_s(self, *, s_codes: list[Tensor], noise_mode: NoiseMode = "const") -> Tensor:
+        """Per-layer S codes (S-table order, each ``(N, size_i)``) -> planes ``(N, 3, C, R, R)``."""
+        it = iter(s_codes)
         x: Tensor | None = None
         img: Tensor | None = None
-        batch = styles[0].shape[0]
+        batch = s_codes[0].shape[0]
         for block in self.blocks:
             assert isinstance(block, SynthesisBlock)
-            block_styles = [next(it) for _ in block.style_layers()]
-            x, img = block.forward_s(x, img, styles=block_styles, noise_mode=noise_mode, batch=batch)
+            block_s_codes = [next(it) for _ in block.modulated_layers()]
+            x, img = block.forward_s(x, img, s_codes=block_s_codes, noise_mode=noise_mode, batch=batch)
         assert img is not None
         return self._planes(img)

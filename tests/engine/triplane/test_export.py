@@ -47,3 +47,29 @@ def test_tiny_preset_exports_with_parity(tmp_path: Path) -> None:
     g = TriplaneGenerator(tiny()).eval()
     export_all(g, tmp_path)
     assert all(p.rel <= 1e-4 for p in check_all(g, tmp_path))
+
+
+def test_s_code_inputs_are_named_s_codes(micro: TriplaneGenerator) -> None:
+    inputs = {c.name: c.inputs for c in contracts(micro)}
+    assert inputs["synthesis"] == ("s_codes",)
+    assert inputs["superres"] == ("features", "s_codes")
+
+
+def test_superres_with_conv_clamp_exports_as_clip(tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from tests.engine.triplane.conftest import micro_config
+
+    base = micro_config()
+    cfg = dataclasses.replace(base, superres=dataclasses.replace(base.superres, conv_clamp=0.5))
+    torch.manual_seed(1234)
+    g = TriplaneGenerator(cfg).eval()
+    contract = next(c for c in contracts(g) if c.name == "superres")
+    path = export_onnx(contract, tmp_path / "superres.onnx", opset=17)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert "Clip" in {n.op_type for n in model.graph.node}
+    for p in onnx_parity(contract, path):
+        assert p.rel <= 1e-4, p

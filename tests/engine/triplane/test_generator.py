@@ -17,8 +17,8 @@ def _ws(g: TriplaneGenerator, n: int, seed: int = 0) -> tuple[torch.Tensor, torc
     return g.map(z=z, c=cam), cam
 
 
-def test_style_table_covers_every_entry_once(micro: TriplaneGenerator) -> None:
-    table = micro.style_table
+def test_stylespace_covers_every_entry_once(micro: TriplaneGenerator) -> None:
+    table = micro.stylespace
     ws, _ = _ws(micro, 2)
     s = micro.affine(ws=ws)
     assert s.shape == (2, table.size)
@@ -48,19 +48,19 @@ def test_w_index_of_each_slice_is_the_w_it_reads(micro: TriplaneGenerator) -> No
         bumped = ws.clone()
         bumped[:, k] += 1.0
         changed = (micro.affine(ws=bumped) != s0)[0]
-        for sl in micro.style_table.slices:
+        for sl in micro.stylespace.slices:
             assert bool(changed[sl.offset : sl.stop].any()) == (sl.w_index == k), (sl.name, k)
 
 
 def test_eg3d_w_layout() -> None:
     g = TriplaneGenerator(eg3d())
     assert g.num_ws == 14
-    by_name = {sl.name: sl for sl in g.style_table.slices}
+    by_name = {sl.name: sl for sl in g.stylespace.slices}
     assert [by_name[f"synthesis.b256.{n}"].w_index for n in ("conv0", "conv1", "torgb")] == [11, 12, 13]
     assert [by_name[f"synthesis.b4.{n}"].w_index for n in ("conv1", "torgb")] == [0, 1]
     assert by_name["synthesis.b128.conv0"].size == 512 and by_name["synthesis.b256.conv0"].size == 256
     assert by_name["synthesis.b256.conv1"].size == 128
-    assert {sl.w_index for sl in g.style_table.component_slices("superres")} == {13}
+    assert {sl.w_index for sl in g.stylespace.component_slices("superres")} == {13}
     assert by_name["superres.block0.conv0"].size == 32 and by_name["superres.block1.conv1"].size == 128
 
 
@@ -77,17 +77,17 @@ def test_rendering_from_affine_w_equals_synthesis_w(micro: TriplaneGenerator) ->
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
 
 
-def test_editing_one_style_channel_changes_the_planes(micro: TriplaneGenerator) -> None:
+def test_editing_one_s_channel_changes_the_planes(micro: TriplaneGenerator) -> None:
     ws, _ = _ws(micro, 1)
     with torch.no_grad():
         s = micro.affine(ws=ws)
         base = micro.synthesis_from_s(s=s)
-        idx = int(torch.nonzero(micro.style_table.editable_mask())[3])
+        idx = int(torch.nonzero(micro.stylespace.editable_mask())[3])
         edited = s.clone()
         edited[0, idx] += 2.0
         assert (micro.synthesis_from_s(s=edited) - base).abs().max() > 1e-4
         # Super-resolution entries do not reach the planes.
-        a, b = micro.style_table.component_range("superres")
+        a, b = micro.stylespace.component_range("superres")
         sr_edit = s.clone()
         sr_edit[:, a:b] += 1.0
         torch.testing.assert_close(micro.synthesis_from_s(s=sr_edit), base, rtol=0, atol=0)
@@ -164,12 +164,12 @@ def test_demodulation_is_scale_invariant() -> None:
     torch.manual_seed(0)
     conv = ModulatedConv(4, 6, w_dim=3, kernel_size=3, up=2)
     x, s = torch.randn(2, 4, 5, 5), torch.rand(2, 4) + 0.5
-    y = conv.conv(x, styles=s)
+    y = conv.conv(x, s=s)
     assert y.shape == (2, 6, 10, 10)
     # d_o divides out any common scale of s, and the conv stays linear in x.
-    torch.testing.assert_close(conv.conv(x, styles=3 * s), y)
-    torch.testing.assert_close(conv.conv(3 * x, styles=s), 3 * y)
-    assert (conv.conv(x, styles=s * torch.tensor([3.0, 1, 1, 1])) - y).abs().max() > 1e-3
+    torch.testing.assert_close(conv.conv(x, s=3 * s), y)
+    torch.testing.assert_close(conv.conv(3 * x, s=s), 3 * y)
+    assert (conv.conv(x, s=s * torch.tensor([3.0, 1, 1, 1])) - y).abs().max() > 1e-3
 
 
 def test_fir_upsampling_preserves_constants_inside() -> None:

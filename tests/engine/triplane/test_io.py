@@ -15,7 +15,7 @@ from tests.engine.triplane.conftest import cameras
 
 def test_generator_bundle_round_trip(micro: TriplaneGenerator, tmp_path: Path) -> None:
     micro.mapping.w_avg.normal_()
-    direction = torch.randn(micro.style_table.size)
+    direction = torch.randn(micro.stylespace.size)
     save_generator(
         tmp_path,
         micro,

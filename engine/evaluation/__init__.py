@@ -1,0 +1,1 @@
+"""Quality figures against exact synthetic ground truth (``tricam eval``)."""

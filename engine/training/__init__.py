@@ -1,0 +1,1 @@
+"""Offline trainers (importable; ``tricam train`` is their thin command line)."""
