@@ -74,7 +74,7 @@ class GeneratorTrainConfig:
     w_depth: float = 0.5
     w_semantic: float = 0.1
     w_sr: float = 0.5
-    w_planes: float = 1.0
+    w_planes: float = 0.5
     w_wcode: float = 1.0
     amp: bool = False
     """bf16 autocast for the forward pass (for GPUs; slower on this CPU)."""
@@ -136,7 +136,9 @@ def _losses(model: GeneratorModel, teacher: EncoderModel, b: dict[str, Tensor], 
     losses: dict[str, Tensor] = {}
     with torch.no_grad():
         teacher_planes = teacher.encoder(image=rgb[:, 0] * 2 - 1, camera=cam[:, 0]).planes
-    losses["planes"] = (planes - teacher_planes).abs().mean()
+    # Relative L1: the encoder's plane features are tens of units large, so a plain L1 would drown
+    # every image loss (and, through the shared gradient clip, slow the whole generator).
+    losses["planes"] = (planes - teacher_planes).abs().mean() / teacher_planes.abs().mean().clamp_min(1e-6)
 
     flat_alpha = b["alpha"].reshape(n * t, 1, s, s)
     idx = patch_indices(flat_alpha.cpu(), cfg.patch, rng).to(rgb.device)
