@@ -34,7 +34,7 @@ from engine.training import common
 from engine.training.data import MultiView, border_colour, load_multiview
 from engine.triplane import presets
 from engine.triplane.config import GeneratorConfig, RenderConfig, config_to_dict
-from engine.triplane.decoder import TriplaneDecoder
+from engine.triplane.decoder import PointDecoder, TriplaneDecoder
 from engine.triplane.encoder import EncoderConfig, TriplaneEncoder
 from engine.triplane.raw import RawImage, render_image, render_rays
 from engine.triplane.semantics import label_map, semantic_nll
@@ -136,6 +136,68 @@ def patch_indices(alpha: Tensor, patch: int, rng: np.random.Generator) -> Tensor
     return out
 
 
+@dataclass(frozen=True)
+class PatchRender:
+    """One ``P x P`` block of rays per view, rendered and with its ground truth (all ``(V, C, P, P)``)."""
+
+    pred: Tensor
+    """Colour composited over the background guess, in [0, 1]."""
+    gt: Tensor
+    alpha: Tensor
+    opacity: Tensor
+    depth: Tensor
+    depth_gt: Tensor
+    semantics: Tensor
+    labels: Tensor
+    """``(V, P, P)`` integer classes."""
+
+
+def render_patches(planes: Tensor, decoder: PointDecoder, render_cfg: RenderConfig, b: dict[str, Tensor], patch: int,
+                   rng: np.random.Generator, bg: Tensor) -> PatchRender:
+    """Render ``planes (V, 3, C, R, R)`` (one per view of the batch ``b``, views flattened) at a patch per view."""
+    rgb, cam = b["rgb"], b["camera"]
+    n, t, _, s, _ = rgb.shape
+    flat_alpha = b["alpha"].reshape(n * t, 1, s, s)
+    idx = patch_indices(flat_alpha.cpu(), patch, rng).to(rgb.device)  # (V, P*P)
+    origins, dirs = rays(cam.reshape(n * t, 25), s)
+    g3 = idx[..., None].expand(-1, -1, 3)
+    out = render_rays(planes=planes, decoder=decoder, config=render_cfg,
+                      origins=torch.gather(origins, 1, g3), directions=torch.gather(dirs, 1, g3))
+
+    def gather(x: Tensor) -> Tensor:  # (V, C, S, S) -> (V, C, P, P)
+        v, c = x.shape[:2]
+        return torch.gather(x.reshape(v, c, s * s), 2, idx[:, None].expand(-1, c, -1)).reshape(v, c, patch, patch)
+
+    def img(x: Tensor) -> Tensor:  # (V, P*P, C) -> (V, C, P, P)
+        return x.permute(0, 2, 1).reshape(x.shape[0], -1, patch, patch)
+
+    opacity = img(out.opacity)
+    return PatchRender(
+        pred=img(out.color) + (1 - opacity) * bg,
+        gt=gather(rgb.reshape(n * t, 3, s, s)),
+        alpha=gather(flat_alpha),
+        opacity=opacity,
+        depth=img(out.depth),
+        depth_gt=gather(b["depth"].reshape(n * t, 1, s, s)),
+        semantics=img(out.semantics),
+        labels=gather(b["labels"].reshape(n * t, 1, s, s).float()).long()[:, 0],
+    )
+
+
+def patch_losses(pr: PatchRender) -> dict[str, Tensor]:
+    """L1 (head pixels weighted 1, background 0.25) + SSIM, opacity vs alpha, depth on the head, semantic NLL."""
+    from kornia.losses import ssim_loss
+
+    fg = (pr.alpha > 0.5).float()
+    return {
+        "rgb": ((pr.pred - pr.gt).abs() * (pr.alpha + 0.25 * (1 - pr.alpha))).mean(),
+        "ssim": ssim_loss(pr.pred.clamp(0, 1), pr.gt, 7),
+        "opacity": (pr.opacity - pr.alpha).abs().mean(),
+        "depth": ((pr.depth - pr.depth_gt).abs() * fg).sum() / fg.sum().clamp_min(1),
+        "semantic": semantic_nll(pr.semantics, pr.opacity, pr.labels),
+    }
+
+
 class EncoderModel(torch.nn.Module):
     """Encoder + shared decoder, and how their tri-plane is rendered (raw, at any resolution)."""
 
@@ -173,39 +235,11 @@ def _losses(
     losses["depth_map"] = ((enc.depth - depth_gt_in).abs() * fg_in).sum() / fg_in.sum().clamp_min(1)
     losses["alpha_map"] = F.binary_cross_entropy_with_logits(enc.alpha_logit, alpha_in)
 
-    flat_alpha = b["alpha"].reshape(n * t, 1, s, s)
-    idx = patch_indices(flat_alpha.cpu(), cfg.patch, rng).to(rgb.device)  # (V, P*P)
-    origins, dirs = rays(cam.reshape(n * t, 25), s)
-    g3 = idx[..., None].expand(-1, -1, 3)
-    planes = enc.planes.repeat_interleave(t, dim=0)
-    out = render_rays(planes=planes, decoder=model.decoder, config=model.render_cfg,
-                      origins=torch.gather(origins, 1, g3), directions=torch.gather(dirs, 1, g3))
-
-    def gather(x: Tensor) -> Tensor:  # (V, C, S, S) -> (V, C, P, P)
-        v, c = x.shape[:2]
-        return torch.gather(x.reshape(v, c, s * s), 2, idx[:, None].expand(-1, c, -1)).reshape(v, c, cfg.patch, cfg.patch)
-
-    def img(x: Tensor) -> Tensor:  # (V, P*P, C) -> (V, C, P, P)
-        return x.permute(0, 2, 1).reshape(x.shape[0], -1, cfg.patch, cfg.patch)
-
-    gt = gather(rgb.reshape(n * t, 3, s, s))
-    alpha = gather(flat_alpha)
-    depth_gt = gather(b["depth"].reshape(n * t, 1, s, s))
-    labels = gather(b["labels"].reshape(n * t, 1, s, s).float()).long()[:, 0]
     bg = border_colour(inp).repeat_interleave(t, dim=0)
-    color, opacity = img(out.color), img(out.opacity)
-    pred = color + (1 - opacity) * bg
-    fg = (alpha > 0.5).float()
-    wpix = alpha + 0.25 * (1 - alpha)
-    losses["rgb"] = ((pred - gt).abs() * wpix).mean()
-    from kornia.losses import ssim_loss
-
-    losses["ssim"] = ssim_loss(pred.clamp(0, 1), gt, 7)
-    losses["opacity"] = (opacity - alpha).abs().mean()
-    losses["depth"] = ((img(out.depth) - depth_gt).abs() * fg).sum() / fg.sum().clamp_min(1)
-    losses["semantic"] = semantic_nll(img(out.semantics), opacity, labels)
+    pr = render_patches(enc.planes.repeat_interleave(t, dim=0), model.decoder, model.render_cfg, b, cfg.patch, rng, bg)
+    losses.update(patch_losses(pr))
     if perceptual is not None:
-        losses["perceptual"] = perceptual(pred, gt).mean()
+        losses["perceptual"] = perceptual(pr.pred, pr.gt).mean()
     return losses
 
 
@@ -216,19 +250,9 @@ def _semantic_loss(model: EncoderModel, b: dict[str, Tensor], cfg: EncoderTrainC
     n, t, _, s, _ = rgb.shape
     with torch.no_grad():
         planes = model.encoder(image=rgb[:, 0] * 2 - 1, camera=cam[:, 0]).planes.repeat_interleave(t, dim=0)
-    flat_alpha = b["alpha"].reshape(n * t, 1, s, s)
-    p = min(cfg.semantic_patch, s)
-    idx = patch_indices(flat_alpha.cpu(), p, rng).to(rgb.device)
-    origins, dirs = rays(cam.reshape(n * t, 25), s)
-    g3 = idx[..., None].expand(-1, -1, 3)
-    out = render_rays(planes=planes, decoder=model.decoder, config=model.render_cfg,
-                      origins=torch.gather(origins, 1, g3), directions=torch.gather(dirs, 1, g3))
-    labels = torch.gather(b["labels"].reshape(n * t, s * s), 1, idx).reshape(n * t, p, p)
-
-    def img(x: Tensor) -> Tensor:
-        return x.permute(0, 2, 1).reshape(x.shape[0], -1, p, p)
-
-    return {"semantic_tune": semantic_nll(img(out.semantics), img(out.opacity).detach(), labels)}
+    pr = render_patches(planes, model.decoder, model.render_cfg, b, min(cfg.semantic_patch, s), rng,
+                        torch.zeros(n * t, 3, 1, 1, device=rgb.device))
+    return {"semantic_tune": semantic_nll(pr.semantics, pr.opacity.detach(), pr.labels)}
 
 
 def _weighted(losses: dict[str, Tensor], cfg: EncoderTrainConfig) -> Tensor:

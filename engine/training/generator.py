@@ -30,17 +30,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.camera import rays
 from engine.training import common
 from engine.training.attributes import AttributeEmbedding, attribute_batch, attribute_vector, sample_records
 from engine.training.data import MultiView, border_colour, load_multiview
-from engine.training.encoder import EncoderModel, EncoderTrainConfig, build_model, patch_indices
+from engine.training.encoder import (
+    EncoderModel,
+    EncoderTrainConfig,
+    build_model,
+    patch_losses,
+    render_patches,
+)
 from engine.triplane import presets
 from engine.triplane.config import config_from_dict, config_to_dict
 from engine.triplane.encoder import WEncoder
 from engine.triplane.generator import TriplaneGenerator, frontal_conditioning
-from engine.triplane.raw import render_image, render_rays
-from engine.triplane.semantics import semantic_nll
+from engine.triplane.raw import render_image
 
 log = logging.getLogger(__name__)
 
@@ -140,34 +144,9 @@ def _losses(model: GeneratorModel, teacher: EncoderModel, b: dict[str, Tensor], 
     # every image loss (and, through the shared gradient clip, slow the whole generator).
     losses["planes"] = (planes - teacher_planes).abs().mean() / teacher_planes.abs().mean().clamp_min(1e-6)
 
-    flat_alpha = b["alpha"].reshape(n * t, 1, s, s)
-    idx = patch_indices(flat_alpha.cpu(), cfg.patch, rng).to(rgb.device)
-    origins, dirs = rays(cam.reshape(n * t, 25), s)
-    g3 = idx[..., None].expand(-1, -1, 3)
     rcfg = dataclasses.replace(g.config.render, resolution=s)
-    out = render_rays(planes=planes.repeat_interleave(t, dim=0), decoder=g.decoder, config=rcfg,
-                      origins=torch.gather(origins, 1, g3), directions=torch.gather(dirs, 1, g3))
-
-    def gather(x: Tensor) -> Tensor:
-        v, c = x.shape[:2]
-        return torch.gather(x.reshape(v, c, s * s), 2, idx[:, None].expand(-1, c, -1)).reshape(v, c, cfg.patch, cfg.patch)
-
-    def img(x: Tensor) -> Tensor:
-        return x.permute(0, 2, 1).reshape(x.shape[0], -1, cfg.patch, cfg.patch)
-
-    gt, alpha = gather(rgb.reshape(n * t, 3, s, s)), gather(flat_alpha)
     bg = border_colour(rgb[:, 0]).repeat_interleave(t, dim=0)
-    opacity = img(out.opacity)
-    pred = img(out.color) + (1 - opacity) * bg
-    fg = (alpha > 0.5).float()
-    losses["rgb"] = ((pred - gt).abs() * (alpha + 0.25 * (1 - alpha))).mean()
-    from kornia.losses import ssim_loss
-
-    losses["ssim"] = ssim_loss(pred.clamp(0, 1), gt, 7)
-    losses["opacity"] = (opacity - alpha).abs().mean()
-    losses["depth"] = ((img(out.depth) - gather(b["depth"].reshape(n * t, 1, s, s))).abs() * fg).sum() / fg.sum().clamp_min(1)
-    labels = gather(b["labels"].reshape(n * t, 1, s, s).float()).long()[:, 0]
-    losses["semantic"] = semantic_nll(img(out.semantics), opacity, labels)
+    losses.update(patch_losses(render_patches(planes.repeat_interleave(t, dim=0), g.decoder, rcfg, b, cfg.patch, rng, bg)))
 
     # Super-resolution: the generator's own full render of view 0, 4x up, compared at the data's size.
     sr_s_codes = [layer.affine(ws[:, -1]) for layer in g._modulated_layers()[-6:]]

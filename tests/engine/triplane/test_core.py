@@ -14,7 +14,6 @@ from engine.camera import orbit_label
 from engine.evaluation.recon import evaluate, heldout_views
 from engine.triplane.core import DEFAULT_BUNDLE, load_core
 
-
 FLOOR = {"psnr_input": 20.0, "psnr_side": 18.5, "semantic_miou": 0.35, "depth_l1": 0.06}
 
 
