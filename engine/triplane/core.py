@@ -73,7 +73,6 @@ class CoreModel:
     def to(self, device: str | torch.device) -> CoreModel:
         for m in self.modules().values():
             m.to(device)
-        self.encoder.to(device)
         return self
 
     def prepare(self, image01: Tensor) -> Tensor:
