@@ -15,10 +15,13 @@
     status: $("#status"),
     connect: $("button#connect"),
     badge: $("#style-badge"),
+    notice: $("#notice"),
   };
 
   const params = new URLSearchParams(location.search);
-  const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  // A server reachable beyond loopback wants the token it printed (page URL ?token=...).
+  const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" +
+    (params.get("token") ? "?token=" + encodeURIComponent(params.get("token")) : "");
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
   const ICE_GATHER_TIMEOUT_MS = 3000;
 
@@ -86,8 +89,23 @@
     };
     sock.onclose = () => {
       if (gen !== generation) return;
-      const why = opened ? "Lost the connection to the server." : `Cannot reach the tricam server at ${location.host}.`;
-      scheduleRetry(why, gen);
+      if (opened) {
+        scheduleRetry("Lost the connection to the server.", gen);
+        return;
+      }
+      // Browsers hide why a websocket was refused. If the server answers plain HTTP, it is
+      // up and refused us (token or origin): retrying cannot help, the person must act.
+      fetch("/healthz", { cache: "no-store" }).then((r) => {
+        if (gen !== generation) return;
+        if (r.ok) {
+          fail(Object.assign(new Error(params.get("token")
+            ? "The server refused this page's access token. Open the link the server printed when it started."
+            : "The server needs an access token. Open the link with ?token=… that the server printed when it started."),
+          { fatal: true }), gen);
+        } else {
+          scheduleRetry(`Cannot reach the tricam server at ${location.host}.`, gen);
+        }
+      }).catch(() => scheduleRetry(`Cannot reach the tricam server at ${location.host}.`, gen));
     };
   }
 
@@ -124,17 +142,40 @@
   }
 
   function onError(msg, gen) {
-    if (msg.code === "busy") {
-      scheduleRetry("The server is busy (too many sessions).", gen);
-    } else if (msg.code === "bad_sdp" || msg.code === "internal") {
-      scheduleRetry(`The server refused the call: ${msg.message}`, gen);
+    // Only a fatal error (busy, a refused offer) ends the call: reconnect with backoff.
+    // Everything else leaves the session and its video running; say what happened.
+    if (msg.fatal) {
+      scheduleRetry(msg.code === "busy" ? `The server is busy: ${msg.message}` : `The server refused the call: ${msg.message}`, gen);
+      return;
+    }
+    if (msg.code === "style_failed" || msg.code === "style_timeout") {
+      showFailing(msg.style || document.body.dataset.style, msg.message);
+    } else if (msg.code === "sink_failed") {
+      el.notice.textContent = `The server's virtual camera stopped: ${msg.message}`;
+      el.notice.hidden = false;
     } else {
-      // A refused command (style, range…) leaves the call up; say why for a few seconds.
+      // A refused command (style, range, rate…) leaves the call up; say why for a few seconds.
       const before = el.status.textContent;
       const state = document.body.dataset.state;
       el.status.textContent = msg.message;
       setTimeout(() => { if (document.body.dataset.state === state) el.status.textContent = before; }, 4000);
     }
+  }
+
+  // A style whose frames fail is shown as failing (the server passes the camera through),
+  // never as if it worked; the stats' `failing` field clears it once frames succeed again.
+  function showFailing(style, message) {
+    if (!style) {
+      delete document.body.dataset.failing;
+      el.notice.hidden = true;
+      el.notice.textContent = "";
+      return;
+    }
+    document.body.dataset.failing = style;
+    el.badge.textContent = `· ${style} (failing: showing your camera unedited)`;
+    if (message) el.notice.textContent = `Style “${style}” is failing: ${message}`;
+    else if (!el.notice.textContent) el.notice.textContent = `Style “${style}” is failing; your camera is shown unedited.`;
+    el.notice.hidden = false;
   }
 
   // --- WebRTC -------------------------------------------------------------------------
@@ -252,6 +293,7 @@
   }
 
   function showState(style, intensity) {
+    if (document.body.dataset.style !== style) showFailing(null);
     document.body.dataset.style = style;
     el.badge.textContent = `· ${style}`;
     if (styles.has(style)) {
@@ -265,12 +307,19 @@
   const fmt = (v, digits = 0, unit = "") => (v === null || v === undefined ? "–" : `${Number(v).toFixed(digits)}${unit}`);
 
   function showStats(s) {
+    if (s.failing) {
+      showFailing(s.failing, null);
+    } else if (document.body.dataset.failing) {
+      showFailing(null);
+      if (s.style) el.badge.textContent = `· ${s.style}`;
+    }
     el.stats.textContent = [
       `fps      ${fmt(s.fps_out, 1)} (in ${fmt(s.fps_in, 1)})`,
       `latency  ${fmt(s.latency_ms, 1, " ms")}`,
       `engine   ${fmt(s.engine_ms, 1, " ms")}`,
       `dropped  ${fmt(s.dropped)}`,
       `faces    ${s.faces === null || s.faces === undefined ? "–" : s.faces}${s.too_small ? ` (+${s.too_small} too small)` : ""}`,
+      `errors   ${fmt(s.errors)}`,
     ].join("\n");
   }
 

@@ -58,6 +58,8 @@ class StyleInfo:
     """The engine tracks faces for this style and passes them in the context."""
     intensity_range: tuple[float, float] = (0.0, 1.0)
     default_intensity: float = 1.0
+    passthrough: bool = False
+    """The style returns every frame unchanged, so callers may skip the pixel round trip."""
 
     def to_json(self) -> dict[str, Any]:
         return {

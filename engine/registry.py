@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 from engine.api import Engine, EngineError, StyleRegistry
 from engine.faces.tracker import tracker_factory
@@ -41,9 +43,8 @@ def build_engine(bundle: Path | None = None, device: str = "cpu", *, load_core_m
     manifest = read_manifest(path)  # BundleError names the problem; the entry point reports it
     if manifest["kind"] == KIND:
         engine.core = load_core(path, device=device)
-        ev = manifest["provenance"].get("evaluation", {})
         log.info("3D core %s loaded (preset %s; held-out PSNR %.1f dB at the input view, %.1f dB at +-30 deg)",
-                 path, manifest["preset"], ev.get("psnr_input", float("nan")), ev.get("psnr_side", float("nan")))
+                 path, manifest["preset"], *_figures(manifest["provenance"], "psnr_input", "psnr_side"))
         # Neural editing styles built on the core (the distilled editor, SAT3D directions) register
         # here as they land; the core alone adds no style.
         return engine
@@ -56,6 +57,21 @@ def build_engine(bundle: Path | None = None, device: str = "cpu", *, load_core_m
         path, b.kind, b.preset, len(b.style_entries),
     )
     return engine
+
+
+def _figures(provenance: dict[str, Any], *keys: str) -> list[float]:
+    """Numbers from the free-form ``provenance.evaluation``; NaN where absent or not a number."""
+    ev = provenance.get("evaluation")
+    ev = ev if isinstance(ev, dict) else {}
+    return [_number(ev.get(k)) for k in keys]
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, float):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1e300:  # float() overflows past ~1e308
+        return float(v)
+    return math.nan
 
 
 def check_device(device: str) -> None:

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamer.auth import add_access_arguments
+from streamer.server import add_deadline_argument
 from streamer.vcam import add_vcam_arguments, parse_size
 
 if TYPE_CHECKING:
-    from engine.api import Engine, EngineSession, RGBImage
+    from engine.api import Engine, EngineSession, ProcessedFrame, RGBImage
+    from streamer.auth import AccessPolicy
     from streamer.capture import FrameSource
     from streamer.contracts import FrameSink
     from streamer.stats import SessionStats
@@ -40,7 +43,8 @@ SESSION_ID = "local"
 
 
 class CamPipeline:
-    """Takes the newest captured frame, edits it, hands it to the sinks; a ``StyleTarget``.
+    """``tricam cam``'s stream: the shared :class:`~streamer.pipeline.Pipeline` fed by a local
+    capture source, on its own thread and event loop; a ``StyleTarget`` for the remote control.
 
     Args:
         engine: styles and engine state.
@@ -48,6 +52,8 @@ class CamPipeline:
         sinks: receive every edited frame (virtual camera, preview).
         style, intensity: the starting choice (validated here).
         max_frames, max_seconds: stop after this many edited frames / seconds (None: run on).
+        deadline_s: a frame still in the engine after this long is reported and frames pass
+            through meanwhile (the same policy as ``tricam serve``).
     """
 
     def __init__(
@@ -60,45 +66,43 @@ class CamPipeline:
         intensity: float | None = None,
         max_frames: int | None = None,
         max_seconds: float | None = None,
+        deadline_s: float | None = None,
     ) -> None:
-        from streamer.stats import SessionStats
+        from streamer.pipeline import DEFAULT_DEADLINE_S, Pipeline
 
         self.registry = engine.registry
-        names = self.registry.names()
-        if not names:
-            raise ValueError("the engine has no styles")
-        first = style if style is not None else names[0]
-        self._choice = (first, self.registry.validate(first, intensity))
         self._session: EngineSession = engine.open_session()
+        self.pipeline = Pipeline(SESSION_ID, self.registry, self._session, sinks=sinks,
+                                 style=style, intensity=intensity)
+        self.media_stats: SessionStats = self.pipeline.media_stats
         self.source = source
-        self.sinks = tuple(sinks)
         self.max_frames = max_frames
         self.max_seconds = max_seconds
-        self.media_stats: SessionStats = SessionStats()
+        self.deadline_s = DEFAULT_DEADLINE_S if deadline_s is None else deadline_s
         self.done = threading.Event()
         self.error: str | None = None
-        self.errors = 0
-        self._lock = threading.Lock()
+        """Why the stream stopped on its own (the input failed, a sink failed); None otherwise."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- StyleTarget -----------------------------------------------------------------------
 
     def set_style(self, style: str, intensity: float) -> None:
-        with self._lock:
-            if (style, intensity) != self._choice:
-                log.info("style -> %s (%.2f)", style, intensity)
-            self._choice = (style, intensity)
+        if (style, intensity) != self.pipeline.current():
+            log.info("style -> %s (%.2f)", style, intensity)
+        self.pipeline.set_style(style, intensity)
 
     def current(self) -> tuple[str, float]:
-        with self._lock:
-            return self._choice
+        return self.pipeline.current()
 
     def stats(self) -> dict[str, Any]:
-        style, intensity = self.current()
-        figures = self.media_stats.snapshot()
+        figures = self.pipeline.stats()
         figures["dropped"] = self.source.dropped  # the capture mailbox is where frames are skipped
-        return {**figures, "style": style, "intensity": intensity}
+        return figures
+
+    @property
+    def errors(self) -> int:
+        return self.pipeline.errors
 
     # -- running -----------------------------------------------------------------------------
 
@@ -114,43 +118,76 @@ class CamPipeline:
         self._session.close()
 
     def _run(self) -> None:
-        started = time.monotonic()
         try:
-            while not self._stop.is_set():
-                if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
-                    break
-                got = self.source.get(timeout=0.2)
-                if got is None:
-                    if self.source.ended:
-                        self.error = self.source.error
-                        break
-                    continue
-                self.process(*got)
-                if self.max_frames is not None and self.media_stats.frames_out >= self.max_frames:
-                    break
+            asyncio.run(self._main())
+        except BaseException as e:  # never end the output without a word
+            log.exception("the frame pipeline stopped")
+            self.error = self.error or f"the frame pipeline stopped: {e}"
         finally:
             self.done.set()
 
+    async def _main(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from aiortc.mediastreams import MediaStreamError
+
+        from streamer.pipeline import run_frames
+
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        stats = self.media_stats
+
+        async def take() -> tuple[tuple[RGBImage, float], float]:
+            while True:
+                sink_error = self.pipeline.check_sinks()
+                if sink_error is not None:
+                    self.error = f"an output failed, so tricam cam stops: {sink_error}"
+                    raise MediaStreamError
+                if self._stop.is_set():
+                    raise MediaStreamError
+                if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
+                    raise MediaStreamError
+                if self.max_frames is not None and stats.frames_out >= self.max_frames:
+                    raise MediaStreamError
+                got = await loop.run_in_executor(None, self.source.get, 0.2)
+                if got is None:
+                    if self.source.ended:
+                        self.error = self.source.error
+                        raise MediaStreamError
+                    continue
+                stats.frame_in()
+                return got, stats.now()
+
+        def work(item: tuple[RGBImage, float]) -> tuple[tuple[RGBImage, float], ProcessedFrame | None]:
+            out, result = self.pipeline.process_rgb(*item)
+            return (out, item[1]), result
+
+        def deliver(item: tuple[RGBImage, float], received_at: float, result: ProcessedFrame | None) -> None:
+            stats.frame_out(
+                received_at=received_at,
+                engine_ms=None if result is None else result.engine_ms,
+                faces=None if result is None else result.faces,
+                too_small=0 if result is None else result.too_small,
+            )
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tricam-engine")
+        try:
+            await run_frames(self.pipeline, take, work, self.pipeline.passthrough_rgb, deliver,
+                             executor=executor, deadline_s=self.deadline_s)
+        finally:
+            executor.shutdown(wait=False)  # a style stuck past its deadline must not hold the exit
+
     def process(self, frame: RGBImage, pts_s: float) -> RGBImage:
-        """Edit one frame and hand it to the sinks. Engine failures pass the frame through."""
+        """Edit one frame and hand it to the sinks, synchronously (tests, tools)."""
         self.media_stats.frame_in()
         received = self.media_stats.now()
-        style, intensity = self.current()
-        engine_ms: float | None = None
-        faces: int | None = None
-        too_small = 0
-        try:
-            result = self._session.process(frame, style=style, intensity=intensity, timestamp=pts_s)
-            out, engine_ms, faces, too_small = result.image, result.engine_ms, result.faces, result.too_small
-        except Exception:
-            # One bad frame must not end the output; say so, but not 30 times a second.
-            self.errors += 1
-            if self.errors in (1, 10, 100) or self.errors % 1000 == 0:
-                log.exception("engine failed on a frame (%d so far); passing it through", self.errors)
-            out = frame
-        for sink in self.sinks:
-            sink.submit(SESSION_ID, out, pts_s)
-        self.media_stats.frame_out(received_at=received, engine_ms=engine_ms, faces=faces, too_small=too_small)
+        out, result = self.pipeline.process_rgb(frame, pts_s)
+        self.media_stats.frame_out(
+            received_at=received,
+            engine_ms=None if result is None else result.engine_ms,
+            faces=None if result is None else result.faces,
+            too_small=0 if result is None else result.too_small,
+        )
         return out
 
 
@@ -213,6 +250,8 @@ class ControlServer:
     host: str
     port: int
     client_dir: Path | None = None
+    access: AccessPolicy | None = None
+    """Who may use the remote control (Origin, token); None: no checks (tests)."""
     port_bound: int | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
@@ -245,8 +284,15 @@ class ControlServer:
         if client_dir is not None and not (client_dir / "index.html").is_file():
             log.warning("no web client in %s; serving only /ws and /healthz", client_dir)
             client_dir = None
-        app = create_app(self.engine, client_dir=client_dir, control=self.pipeline, max_sessions=4, workers=1)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        from streamer.auth import token_safe_access_logger
+        from streamer.session import HUB_KEY
+
+        app = create_app(self.engine, client_dir=client_dir, control=self.pipeline, max_sessions=4, workers=1,
+                         access=self.access)
+        # The page in control mode is told when the shared pipeline fails, like a call's page.
+        self.pipeline.pipeline.on_error = app[HUB_KEY].post_error
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0,
+                               access_log_class=token_safe_access_logger())
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -298,6 +344,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--host", default="127.0.0.1", help="control server address (default 127.0.0.1)")
     control.add_argument("--port", type=int, default=8080, help="control server port; 0 picks a free one (default 8080)")
     control.add_argument("--no-control", action="store_true", help="run without the control server")
+    add_access_arguments(control)
+    add_deadline_argument(parser)
     add_vcam_arguments(parser, flag_help="send the edited video to a virtual camera", with_session=False)
 
 
@@ -321,6 +369,16 @@ def run(args: argparse.Namespace) -> int:
     except EngineError as e:
         log.error("%s", e)
         return 2
+    access: AccessPolicy | None = None
+    generated: str | None = None
+    if not args.no_control:
+        from streamer.auth import policy_from_args
+
+        try:
+            access, generated = policy_from_args(args, args.host)
+        except ValueError as e:  # a bad $TRICAM_TOKEN
+            log.error("%s", e)
+            return 2
 
     sinks: list[Any] = []
     preview: PreviewSink | None = None
@@ -348,12 +406,16 @@ def run(args: argparse.Namespace) -> int:
         source = FrameSource(args.input, size=args.input_size, fps=args.input_fps)
         pipeline = CamPipeline(
             engine, source, sinks, style=args.style, intensity=args.intensity,
-            max_frames=args.frames, max_seconds=args.seconds,
+            max_frames=args.frames, max_seconds=args.seconds, deadline_s=args.frame_deadline,
         )
         if not args.no_control:
-            server = ControlServer(pipeline, engine, args.host, args.port)
+            from streamer.auth import page_url
+
+            server = ControlServer(pipeline, engine, args.host, args.port, access=access)
             server.start()
-            log.info("remote control at %s", server.url)
+            assert server.port_bound is not None
+            # A token the person chose is theirs to know; only a generated one is printed.
+            log.info("remote control at %s", page_url(args.host, server.port_bound, generated))
         # Capture starts last, so no frames are skipped while the rest comes up.
         source.start()
         pipeline.start()

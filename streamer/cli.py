@@ -17,6 +17,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("streamer.server", "run the live server (browser over WebRTC, optional virtual camera)"),
     "cam": ("streamer.cam", "local webcam or video file -> engine -> virtual camera, no browser"),
+    "style": ("streamer.style_cli", "switch a running server's style (for a hotkey): tricam style bronze"),
     "inspect": ("engine.faces.cli", "find faces in an image: pose, EG3D camera, aligned crop"),
     "synth": ("engine.synth.cli", "render a synthetic-head dataset with exact labels"),
     "train": ("engine.training.cli", "train the 3D core (encoder, generator) on synthetic heads; pack a bundle"),

@@ -21,7 +21,11 @@ class FrameSink(Protocol):
         """The session ended; a sink following it picks another or holds its last frame."""
 
     def close(self) -> None:
-        """Release devices. Idempotent."""
+        """Release devices. Idempotent.
+
+        A sink may also have an ``error`` attribute (``str | None``): once set, the pipeline
+        drops the sink and reports why (``tricam cam`` then exits non-zero).
+        """
 
 
 class StyleTarget(Protocol):

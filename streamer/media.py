@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from fractions import Fraction
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from engine.api import EngineSession, ProcessedFrame, StyleRegistry
-from engine.styles.basic import PassThrough
-from streamer.contracts import FrameSink
-from streamer.stats import SessionStats
+from engine.api import ProcessedFrame
+from streamer.pipeline import DEFAULT_DEADLINE_S, Pipeline, from_rgb, run_frames, to_rgb
+
+__all__ = ["FilteredTrack", "LatestSlot", "drain", "from_rgb", "to_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -71,104 +67,6 @@ class LatestSlot(Generic[T]):
         return self._closed
 
 
-def frame_seconds(frame: av.VideoFrame) -> float | None:
-    if frame.pts is None or frame.time_base is None:
-        return None
-    return float(frame.pts * frame.time_base)
-
-
-def to_rgb(frame: av.VideoFrame) -> Any:
-    """An ``(H, W, 3)`` uint8 RGB array of ``frame`` at its own size (any pixel format, odd sizes too)."""
-    return frame.to_ndarray(format="rgb24")
-
-
-def from_rgb(image: Any, like: av.VideoFrame) -> av.VideoFrame:
-    """A new frame holding ``image`` with ``like``'s pts and time base."""
-    out = av.VideoFrame.from_ndarray(image, format="rgb24")
-    out.pts = like.pts
-    out.time_base = like.time_base if like.time_base is not None else Fraction(1, 90000)
-    return out
-
-
-class Pipeline:
-    """One session's style choice, engine session and figures; implements ``StyleTarget``.
-
-    :meth:`process` runs on worker threads (one call at a time per pipeline, as aiortc's
-    sender awaits each ``recv``); everything else is cheap and safe from any thread.
-    """
-
-    def __init__(
-        self,
-        session_id: str,
-        registry: StyleRegistry,
-        engine_session: EngineSession,
-        *,
-        sinks: Sequence[FrameSink] = (),
-        style: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.session_id = session_id
-        self.registry = registry
-        self.engine_session = engine_session
-        self.sinks = tuple(sinks)
-        self.media_stats = SessionStats(clock)
-        names = registry.names()
-        if not names:
-            raise ValueError("the engine has no styles")
-        first = style if style is not None else names[0]
-        self._choice: tuple[str, float] = (first, registry.validate(first, None))
-        self._lock = threading.Lock()
-        self._errors = 0
-
-    # --- StyleTarget ---------------------------------------------------------------
-    def set_style(self, style: str, intensity: float) -> None:
-        with self._lock:
-            self._choice = (style, intensity)
-
-    def current(self) -> tuple[str, float]:
-        with self._lock:
-            return self._choice
-
-    def stats(self) -> dict[str, Any]:
-        style, intensity = self.current()
-        return {**self.media_stats.snapshot(), "style": style, "intensity": intensity}
-
-    # --- per frame (worker thread) ---------------------------------------------------
-    def _passthrough(self, style: str) -> bool:
-        return isinstance(self.registry.get(style), PassThrough)
-
-    def process(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, ProcessedFrame | None]:
-        """Edit one frame; returns the frame for the encoder and the engine's figures.
-
-        The pass-through style skips the RGB round trip (two colour conversions, ~2-4 ms at
-        640×480 here) unless a sink needs the pixels. An engine failure is logged and the
-        camera frame passes through, so one bad frame does not end the call.
-        """
-        style, intensity = self.current()
-        if self._passthrough(style) and not self.sinks:
-            return frame, None
-        ts = frame_seconds(frame)
-        try:
-            rgb = to_rgb(frame)
-            result = self.engine_session.process(
-                rgb, style=style, intensity=intensity, timestamp=ts if ts is not None else time.monotonic()
-            )
-        except Exception:
-            self._errors += 1
-            if self._errors <= 3 or self._errors % 100 == 0:
-                log.exception("session %s: processing failed (%d so far); passing the frame through",
-                              self.session_id, self._errors)
-            return frame, None
-        for sink in self.sinks:
-            try:
-                sink.submit(self.session_id, result.image, ts if ts is not None else 0.0)
-            except Exception:
-                log.exception("session %s: frame sink %r failed", self.session_id, sink)
-        if result.image is rgb:  # the style returned its input: keep the decoded frame as is
-            return frame, result
-        return from_rgb(result.image, frame), result
-
-
 class FilteredTrack(MediaStreamTrack):
     """The outgoing video track: the newest incoming frame, processed by a :class:`Pipeline`.
 
@@ -181,11 +79,19 @@ class FilteredTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, source: MediaStreamTrack, pipeline: Pipeline, executor: Executor | None) -> None:
+    def __init__(
+        self,
+        source: MediaStreamTrack,
+        pipeline: Pipeline,
+        executor: Executor | None,
+        *,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+    ) -> None:
         super().__init__()
         self._source = source
         self._pipeline = pipeline
         self._executor = executor
+        self._deadline_s = deadline_s
         self._in: LatestSlot[tuple[av.VideoFrame, float]] = LatestSlot()
         self._out: LatestSlot[tuple[av.VideoFrame, float, ProcessedFrame | None]] = LatestSlot()
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._process())]
@@ -202,19 +108,21 @@ class FilteredTrack(MediaStreamTrack):
                     stats.frame_dropped()
         except MediaStreamError:
             pass
+        except Exception as e:  # a decoder fault ends this track's input; say so, never silently
+            self._pipeline.report("internal", e)
         finally:
             self._in.close()
 
     async def _process(self) -> None:
-        loop = asyncio.get_running_loop()
+        pipeline = self._pipeline
+
+        def deliver(out: av.VideoFrame, received_at: float, result: ProcessedFrame | None) -> None:
+            if self._out.put((out, received_at, result)):  # the encoder fell behind the engine
+                pipeline.media_stats.frame_dropped()
+
         try:
-            while True:
-                frame, received_at = await self._in.take()
-                out, result = await loop.run_in_executor(self._executor, self._pipeline.process, frame)
-                if self._out.put((out, received_at, result)):  # the encoder fell behind the engine
-                    self._pipeline.media_stats.frame_dropped()
-        except MediaStreamError:
-            pass
+            await run_frames(pipeline, self._in.take, pipeline.process_frame, pipeline.passthrough_frame,
+                             deliver, executor=self._executor, deadline_s=self._deadline_s)
         finally:
             self._out.close()
 

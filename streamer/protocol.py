@@ -21,9 +21,14 @@ MAX_MESSAGE_BYTES = 256 * 1024
 """Largest text message the server accepts; larger ones get ``too_large``."""
 
 ErrorCode = Literal[
-    "bad_json", "bad_message", "too_large", "unknown_style", "out_of_range", "bad_sdp", "busy", "internal"
+    "bad_json", "bad_message", "too_large", "unknown_style", "out_of_range", "bad_sdp", "busy", "internal",
+    "rate_limited", "too_many_tracks", "style_failed", "style_timeout", "sink_failed", "bad_frame",
 ]
+FATAL_CODES: frozenset[str] = frozenset({"busy", "bad_sdp"})
+"""Errors after which the client's call cannot go on as it is: it reconnects (with backoff).
+Every other error leaves the session and its call running; the client shows it and goes on."""
 Mode = Literal["webrtc", "control"]
+Scope = Literal["session", "server"]
 
 
 class ProtocolError(Exception):
@@ -50,6 +55,9 @@ class SetStyle:
     style: str
     intensity: float | None = None
     id: Any = None
+    scope: Scope = "session"
+    """``server``: every live session of this server takes the style (a hotkey from a terminal
+    reaches the call that feeds the virtual camera), and sessions that open later start with it."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,10 @@ def parse(raw: str | bytes) -> ClientMessage:
             intensity = float(intensity)
             if not math.isfinite(intensity):
                 raise ProtocolError("out_of_range", f"intensity {intensity} is not a finite number.", rid)
-        return SetStyle(style=style, intensity=intensity, id=rid)
+        scope = obj.get("scope", "session")
+        if scope not in ("session", "server"):
+            raise ProtocolError("bad_message", "set_style's 'scope' must be \"session\" or \"server\".", rid)
+        return SetStyle(style=style, intensity=intensity, id=rid, scope=scope)
     if kind == "list_styles":
         return ListStyles(id=rid)
     if kind == "get_stats":
@@ -182,7 +193,7 @@ def state(style: str, intensity: float, request_id: Any = None) -> dict[str, Any
 
 STATS_FIELDS = (
     "fps_in", "fps_out", "latency_ms", "engine_ms", "dropped", "faces", "too_small",
-    "frames_in", "frames_out", "style", "intensity", "uptime_s",
+    "frames_in", "frames_out", "style", "intensity", "uptime_s", "errors", "failing",
 )
 
 
@@ -194,8 +205,12 @@ def stats(figures: Mapping[str, Any], request_id: Any = None) -> dict[str, Any]:
     return _with_id(msg, request_id)
 
 
-def error(code: ErrorCode, message: str, request_id: Any = None) -> dict[str, Any]:
-    return _with_id({"type": "error", "code": code, "message": message}, request_id)
+def error(code: ErrorCode, message: str, request_id: Any = None, *, style: str | None = None) -> dict[str, Any]:
+    """An ``error`` event; ``fatal`` tells the client whether to reconnect (see :data:`FATAL_CODES`)."""
+    msg: dict[str, Any] = {"type": "error", "code": code, "message": message, "fatal": code in FATAL_CODES}
+    if style is not None:
+        msg["style"] = style
+    return _with_id(msg, request_id)
 
 
 def from_exception(exc: ProtocolError) -> dict[str, Any]:

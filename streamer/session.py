@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ from engine.api import Engine
 from streamer import ice
 from streamer import protocol as p
 from streamer.contracts import FrameSink, StyleTarget
-from streamer.media import FilteredTrack, Pipeline, drain
+from streamer.media import FilteredTrack, drain
+from streamer.pipeline import DEFAULT_DEADLINE_S, FrameError, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +39,33 @@ CONTROL_MODE_MESSAGE = (
 
 
 @dataclass(frozen=True)
+class SessionLimits:
+    """What one client may ask of the server; beyond it, a clear ``error`` and the session lives."""
+
+    max_sessions_per_address: int = 4
+    """Websockets one client address may hold at once (behind a proxy, its address)."""
+    max_offers_per_minute: int = 12
+    """Offers one session may make in any 60 s (a page reconnecting makes one per attempt)."""
+    max_messages_per_second: float = 50.0
+    """Sustained message rate per session; bursts up to twice this pass."""
+    frame_deadline_s: float = DEFAULT_DEADLINE_S
+    """A frame still in the engine after this long is reported; frames pass through meanwhile."""
+
+    def __post_init__(self) -> None:
+        if self.max_sessions_per_address < 1 or self.max_offers_per_minute < 1:
+            raise ValueError("session limits must allow at least one session and one offer")
+        if not (self.max_messages_per_second > 0 and self.frame_deadline_s > 0):
+            raise ValueError("the message rate and the frame deadline must be positive")
+
+
+@dataclass(frozen=True)
 class HubOptions:
     max_sessions: int = 4
     ice_hosts: tuple[str, ...] = ()
     """Only these addresses are offered as ICE host candidates (empty: aioice's choice)."""
     workers: int = 2
     """Engine worker threads shared by all sessions."""
+    limits: SessionLimits = SessionLimits()
 
 
 class Hub:
@@ -60,6 +84,8 @@ class Hub:
         self.control = control
         self.executor = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="tricam-engine")
         self.sessions: dict[str, Session] = {}
+        self.default_choice: tuple[str, float] | None = None
+        """Set by a ``scope: server`` style switch: sessions that open later start with it."""
         self._closed = False
 
     @property
@@ -71,13 +97,19 @@ class Hub:
         # `too_large` reply; aiohttp itself closes (1009) only beyond this.
         ws = web.WebSocketResponse(max_msg_size=4 * p.MAX_MESSAGE_BYTES, heartbeat=20.0, timeout=2.0)
         await ws.prepare(request)
+        address = request.remote or "?"
+        refusal = None
         if self._closed or len(self.sessions) >= self.options.max_sessions:
-            await ws.send_str(p.encode(p.error(
-                "busy", f"The server is at its limit of {self.options.max_sessions} sessions; try again later."
-            )))
+            refusal = f"The server is at its limit of {self.options.max_sessions} sessions; try again later."
+        elif sum(s.address == address for s in self.sessions.values()) >= self.options.limits.max_sessions_per_address:
+            refusal = (f"This address already holds {self.options.limits.max_sessions_per_address} sessions, "
+                       "the limit per client; close one and try again.")
+        if refusal is not None:
+            log.info("refused a session from %s: %s", address, refusal)
+            await ws.send_str(p.encode(p.error("busy", refusal)))
             await ws.close(code=1013, message=b"busy")
             return ws
-        session = Session(secrets.token_hex(6), ws, self)
+        session = Session(secrets.token_hex(6), ws, self, address=address)
         self.sessions[session.id] = session
         try:
             await session.run()
@@ -87,10 +119,24 @@ class Hub:
         return ws
 
     async def broadcast_state(self, style: str, intensity: float, *, skip: Session | None = None) -> None:
-        """In control mode, tell every remote control about a change one of them made."""
+        """Tell every other session about a change that reached it (control mode, server scope)."""
         for s in list(self.sessions.values()):
             if s is not skip:
                 await s.send(p.state(style, intensity))
+
+    def set_style_everywhere(self, style: str, intensity: float) -> None:
+        """A ``scope: server`` switch: every live session's style, and the start of later ones."""
+        self.default_choice = (style, intensity)
+        if self.control is not None:
+            self.control.set_style(style, intensity)
+        for s in list(self.sessions.values()):
+            if s.pipeline is not None:
+                s.pipeline.set_style(style, intensity)
+
+    def post_error(self, err: FrameError) -> None:
+        """Thread-safe: tell every session (control mode: the shared pipeline failed)."""
+        for s in list(self.sessions.values()):
+            s.post_error(err)
 
     async def close(self) -> None:
         """Graceful shutdown: end every session (peers, engine sessions), then the workers."""
@@ -105,22 +151,35 @@ HUB_KEY = web.AppKey("tricam_hub", Hub)
 
 
 class Session:
-    def __init__(self, session_id: str, ws: web.WebSocketResponse, hub: Hub) -> None:
+    def __init__(self, session_id: str, ws: web.WebSocketResponse, hub: Hub, *, address: str = "?") -> None:
         self.id = session_id
         self.ws = ws
         self.hub = hub
+        self.address = address
         self.registry = hub.engine.registry
         self.pipeline: Pipeline | None = None
         self.target: StyleTarget
+        self._loop = asyncio.get_running_loop()
+        self._background: set[asyncio.Future[Any]] = set()
         if hub.control is not None:
             self.target = hub.control
         else:
-            self.pipeline = Pipeline(session_id, self.registry, hub.engine.open_session(), sinks=hub.sinks)
+            style, intensity = hub.default_choice or (None, None)
+            if style is not None and style not in self.registry:
+                style, intensity = None, None
+            self.pipeline = Pipeline(session_id, self.registry, hub.engine.open_session(), sinks=hub.sinks,
+                                     style=style, intensity=intensity, on_error=self.post_error)
             self.target = self.pipeline
         self._call: Call | None = None
         self._send_lock = asyncio.Lock()
         self._pusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._offers: deque[float] = deque()
+        self._allowance = 2.0 * hub.options.limits.max_messages_per_second  # token bucket: burst, then rate
+        self._allowance_at = time.monotonic()
+        self._limited_reported = 0.0
+        self.refused = 0
+        """Messages refused for rate (counted, answered at most once a second)."""
 
     # --- I/O -------------------------------------------------------------------------
     async def send(self, msg: dict[str, Any]) -> None:
@@ -135,8 +194,33 @@ class Session:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_str(text)
 
+    def post_error(self, err: FrameError) -> None:
+        """Thread-safe: send a frame-path failure to this session's client as an ``error`` event."""
+        def schedule() -> None:
+            if self._closed:
+                return
+            task = asyncio.ensure_future(self.send(p.error(err.code, err.message, style=err.style)))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        try:
+            self._loop.call_soon_threadsafe(schedule)
+        except RuntimeError:  # the loop is closed: the session is gone
+            pass
+
+    def _rate_ok(self) -> bool:
+        """Token bucket over incoming messages; False means refuse this one."""
+        rate = self.hub.options.limits.max_messages_per_second
+        now = time.monotonic()
+        self._allowance = min(2.0 * rate, self._allowance + (now - self._allowance_at) * rate)
+        self._allowance_at = now
+        if self._allowance >= 1.0:
+            self._allowance -= 1.0
+            return True
+        return False
+
     async def run(self) -> None:
-        log.info("session %s: open (%s mode)", self.id, self.hub.mode)
+        log.info("session %s: open (%s mode) from %s", self.id, self.hub.mode, self.address)
         await self.send(p.hello(self.id, self.hub.mode))
         await self.send(p.state(*self.target.current()))
         self._pusher = asyncio.ensure_future(self._push_stats())
@@ -154,6 +238,17 @@ class Session:
 
     async def handle(self, raw: str | bytes) -> bool:
         """Act on one message; False once the session should end (``bye``)."""
+        if not self._rate_ok():
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._limited_reported >= 1.0:  # answering every flooded message would double the flood
+                self._limited_reported = now
+                await self.send(p.error(
+                    "rate_limited",
+                    f"Too many messages (limit {self.hub.options.limits.max_messages_per_second:g} a second); "
+                    f"{self.refused} refused so far.",
+                ))
+            return True
         try:
             msg = p.parse(raw)
             if isinstance(msg, p.Bye):
@@ -170,8 +265,11 @@ class Session:
     async def _dispatch(self, msg: p.ClientMessage) -> dict[str, Any]:
         if isinstance(msg, p.SetStyle):
             style, intensity = p.validate_style(self.registry, msg)
-            self.target.set_style(style, intensity)
-            if self.hub.control is not None:
+            if msg.scope == "server":
+                self.hub.set_style_everywhere(style, intensity)
+            else:
+                self.target.set_style(style, intensity)
+            if self.hub.control is not None or msg.scope == "server":
                 await self.hub.broadcast_state(style, intensity, skip=self)
             return p.state(style, intensity, msg.id)
         if isinstance(msg, p.ListStyles):
@@ -181,6 +279,8 @@ class Session:
         if isinstance(msg, p.Offer):
             if self.pipeline is None:
                 raise p.ProtocolError("bad_message", CONTROL_MODE_MESSAGE, msg.id)
+            self._check_offer_rate(msg.id)
+            check_offer_tracks(msg.sdp, msg.id)
             return p.answer(await self._negotiate(msg.sdp, msg.id), msg.id)
         raise AssertionError(f"unhandled message {msg!r}")
 
@@ -190,6 +290,18 @@ class Session:
             if self.hub.control is not None or (self.pc is not None and self.pc.connectionState == "connected"):
                 await self.send(p.stats(self.target.stats()))
 
+    def _check_offer_rate(self, request_id: Any) -> None:
+        limit = self.hub.options.limits.max_offers_per_minute
+        now = time.monotonic()
+        while self._offers and now - self._offers[0] > 60.0:
+            self._offers.popleft()
+        if len(self._offers) >= limit:
+            wait = 60.0 - (now - self._offers[0])
+            raise p.ProtocolError(
+                "rate_limited", f"Too many offers (limit {limit} a minute); try again in {wait:.0f} s.", request_id
+            )
+        self._offers.append(now)
+
     # --- WebRTC ----------------------------------------------------------------------
     @property
     def pc(self) -> RTCPeerConnection | None:
@@ -197,7 +309,7 @@ class Session:
 
     async def _negotiate(self, sdp: str, request_id: Any) -> str:
         assert self.pipeline is not None
-        call = Call(self.pipeline, self.hub.executor)
+        call = Call(self.pipeline, self.hub.executor, deadline_s=self.hub.options.limits.frame_deadline_s)
         try:
             await call.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             answer = await call.pc.createAnswer()
@@ -241,6 +353,8 @@ class Session:
         if self._pusher is not None:
             self._pusher.cancel()
             await asyncio.gather(self._pusher, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
         await self._close_call()
         if not self.ws.closed:
             await self.ws.close()
@@ -255,24 +369,68 @@ class Session:
         log.info("session %s: closed", self.id)
 
 
+MAX_MEDIA_SECTIONS = 4
+"""m= sections an offer may carry (one video, plus audio or data a browser may add)."""
+
+
+def check_offer_tracks(sdp: str, request_id: Any = None) -> None:
+    """Refuse an offer with more than one video track (or many media sections), or one
+    whose media lack the DTLS fingerprint and ICE credentials a call needs, before any of
+    it is negotiated: no extra track is ever decoded, and aiortc never starts a connection
+    that can only fail later in a background task."""
+    lines = [line.strip() for line in sdp.splitlines()]
+    kinds = [line[2:].split(" ", 1)[0] for line in lines if line.startswith("m=")]
+    if kinds.count("video") > 1:
+        raise p.ProtocolError(
+            "too_many_tracks", f"An offer may carry one video track; this one has {kinds.count('video')}.",
+            request_id,
+        )
+    if len(kinds) > MAX_MEDIA_SECTIONS:
+        raise p.ProtocolError(
+            "too_many_tracks", f"An offer may carry at most {MAX_MEDIA_SECTIONS} media sections; "
+            f"this one has {len(kinds)}.", request_id,
+        )
+    # Session-level attributes apply to every media section unless one overrides them.
+    sections: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([line])
+        else:
+            sections[-1].append(line)
+    session, media = sections[0], sections[1:]
+    for needed, label in (("a=fingerprint:", "a DTLS fingerprint"), ("a=ice-ufrag:", "ICE credentials"),
+                          ("a=ice-pwd:", "ICE credentials")):
+        at_session = any(line.startswith(needed) for line in session)
+        for section in media:
+            port = section[0].split(" ")[1] if len(section[0].split(" ")) > 1 else ""
+            if port == "0":  # a rejected section needs nothing
+                continue
+            if not at_session and not any(line.startswith(needed) for line in section):
+                raise p.ProtocolError(
+                    "bad_sdp", f"Could not use that offer: its {section[0].split(' ')[0][2:]} section has no "
+                    f"{label}.", request_id,
+                )
+
+
 class Call:
     """One peer connection of a session and the tasks feeding it."""
 
-    def __init__(self, pipeline: Pipeline, executor: Executor) -> None:
+    def __init__(self, pipeline: Pipeline, executor: Executor, *, deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         # No STUN/TURN servers: aiortc's default would contact a public STUN server.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.tracks: list[FilteredTrack] = []
         self.drains: list[asyncio.Task[None]] = []
         self._pipeline = pipeline
         self._executor = executor
+        self._deadline_s = deadline_s
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            out = FilteredTrack(track, self._pipeline, self._executor)
+        if track.kind == "video" and not self.tracks:
+            out = FilteredTrack(track, self._pipeline, self._executor, deadline_s=self._deadline_s)
             self.tracks.append(out)
             self.pc.addTrack(out)
-        else:
+        else:  # audio, or a video track beyond the first (the offer check refuses those): never processed
             self.drains.append(asyncio.ensure_future(drain(track)))
 
     async def close(self) -> None:

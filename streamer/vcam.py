@@ -214,6 +214,7 @@ class VirtualCameraSink:
         self._repeats = 0
         self._send_errors = 0
         self._have_frame = False
+        self._error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -299,6 +300,11 @@ class VirtualCameraSink:
         return None if camera is None else str(camera.device)
 
     @property
+    def error(self) -> str | None:
+        """Set once the device has failed for good (the sender stopped); None while it works."""
+        return self._error
+
+    @property
     def following(self) -> str | None:
         with self._lock:
             return self._following
@@ -362,8 +368,19 @@ class VirtualCameraSink:
         return convert_rgb(letterbox(frame, self.width, self.height), self.pixel_format)
 
     def _run(self) -> None:
+        try:
+            self._send_loop()
+        except Exception as e:  # the sender must not vanish without a word
+            log.exception("virtual camera sender stopped")
+            self._error = f"virtual camera {self.device}: the sender stopped: {e}"
+
+    def _send_loop(self) -> None:
         assert self.pixel_format is not None
         period = 1.0 / self.fps
+        # A device that fails for a second on end is gone (unloaded module, OBS closed): stop
+        # and say so, rather than pretend the call app still gets video.
+        give_up_after = max(5, round(self.fps))
+        consecutive = 0
         current = convert_rgb(waiting_card(self.width, self.height), self.pixel_format)
         next_t = self._clock()
         while not self._stop.is_set():
@@ -386,13 +403,20 @@ class VirtualCameraSink:
                 break
             try:
                 camera.send(current)
-            except Exception:
+            except Exception as e:
                 # Keep pacing: a device that hiccups once should not end the output.
                 self._send_errors += 1
+                consecutive += 1
                 if self._send_errors in (1, 10, 100) or self._send_errors % 1000 == 0:
                     log.exception("virtual camera send failed (%d so far)", self._send_errors)
+                if consecutive >= give_up_after:
+                    self._error = (f"virtual camera {self.device}: {consecutive} sends failed in a row "
+                                   f"(last: {' '.join(str(e).split()) or type(e).__name__})")
+                    log.error("%s; the virtual camera stops", self._error)
+                    break
             else:
                 self._sent += 1
+                consecutive = 0
             next_t += period
             lag = self._clock() - next_t
             if lag > period:

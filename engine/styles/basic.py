@@ -13,7 +13,8 @@ from engine.api import RGBImage, Style, StyleContext, StyleInfo
 
 
 class PassThrough(Style):
-    info = StyleInfo(name="none", description="Your camera, unchanged.", kind="basic", default_intensity=0.0)
+    info = StyleInfo(name="none", description="Your camera, unchanged.", kind="basic", default_intensity=0.0,
+                     passthrough=True)
 
     def apply(self, frame: RGBImage, ctx: StyleContext) -> RGBImage:
         return frame

@@ -8,10 +8,26 @@ bundle's manifest can carry them (:func:`config_to_dict`, :func:`config_from_dic
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+
+class ConfigError(ValueError):
+    """A dict that does not describe a config. ``field`` is the dotted path at fault relative to
+    the dict parsed (``synthesis.plane_channels``; tuple items as ``low_channels[1]``) and
+    ``problem`` what is wrong with it; ``str()`` gives both."""
+
+    def __init__(self, problem: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.problem = problem
+        self.field = field
+
+    def within(self, prefix: str) -> ConfigError:
+        """The same error, seen from the object that holds this one under ``prefix``."""
+        return ConfigError(self.problem, field=f"{prefix}.{self.field}" if self.field else prefix)
 
 
 @dataclass(frozen=True)
@@ -107,27 +123,51 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         r = self.synthesis.plane_resolution
         if r < 4 or r & (r - 1):
-            raise ValueError(f"plane_resolution must be a power of two >= 4, got {r}")
+            raise ConfigError(f"must be a power of two >= 4, got {r}", field="synthesis.plane_resolution")
+        if self.synthesis.channel_base < r:
+            # The last block gets channel_base // R channels; zero channels is no layer at all.
+            raise ConfigError(
+                f"({self.synthesis.channel_base}) must be >= synthesis.plane_resolution ({r})",
+                field="synthesis.channel_base",
+            )
         if self.decoder.feature_channels != self.synthesis.plane_channels:
             # EG3D decodes C plane channels into C feature channels; SR reads them all.
-            raise ValueError(
-                f"decoder.feature_channels ({self.decoder.feature_channels}) must equal "
-                f"synthesis.plane_channels ({self.synthesis.plane_channels})"
+            raise ConfigError(
+                f"({self.decoder.feature_channels}) must equal synthesis.plane_channels "
+                f"({self.synthesis.plane_channels})",
+                field="decoder.feature_channels",
             )
         if self.decoder.feature_channels < 3:
-            raise ValueError("decoder.feature_channels must be >= 3 (the first three are RGB)")
+            raise ConfigError("must be >= 3 (the first three are RGB)", field="decoder.feature_channels")
         if self.superres.output_resolution != 4 * self.render.resolution:
-            raise ValueError(
-                f"superres.output_resolution ({self.superres.output_resolution}) must be 4x "
-                f"render.resolution ({self.render.resolution})"
+            raise ConfigError(
+                f"({self.superres.output_resolution}) must be 4x render.resolution ({self.render.resolution})",
+                field="superres.output_resolution",
             )
         if self.render.depth_samples < 4:
-            raise ValueError("render.depth_samples must be >= 4 (importance weights use D - 3 bins)")
+            raise ConfigError("must be >= 4 (importance weights use D - 3 bins)", field="render.depth_samples")
         if not self.render.ray_end > self.render.ray_start > 0:
-            raise ValueError("need 0 < render.ray_start < render.ray_end")
+            raise ConfigError("need 0 < render.ray_start < render.ray_end", field="render.ray_start")
 
 
 C = TypeVar("C")
+
+MAX_INT = 1 << 16
+"""Largest integer a config may hold: no size or count here comes near it (EG3D's largest,
+``channel_base``, is 32768), and a larger one in a manifest is corruption, refused before any
+model is built."""
+NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
+    "MappingConfig.c_dim": (0, MAX_INT),  # 0 disables pose conditioning
+    "MappingConfig.w_avg_beta": (0.0, 1.0),  # an EMA decay
+    # A count of modules (StyleGAN uses 8): a corrupt value would build thousands of layers first.
+    "MappingConfig.num_layers": (1, 64),
+}
+"""Inclusive bounds of the numeric fields (``Class.field``) that differ from the rule: every other
+number in a config is a size, count, rate or distance, so an int lies in [1, MAX_INT] and a float
+is finite and > 0."""
+LATE_FIELDS = frozenset({"SuperResConfig.conv_clamp"})
+"""Fields added after bundles were first written; a strict parse lets a manifest omit them
+because their default reproduces the older model (no SR clamp)."""
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -135,57 +175,110 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Rebuild a config dataclass from :func:`config_to_dict` output.
+def config_from_dict(cls: type[C], data: Any, *, strict: bool = False) -> C:
+    """Rebuild a config dataclass from :func:`config_to_dict` output, checking every value.
 
-    Fields missing from ``data`` take their defaults, so manifests written before a field
-    existed still load (e.g. ``superres.conv_clamp`` -> None).
+    Each value must match its annotation exactly: an int (not a bool, not 64.0), a finite float
+    (an int is accepted), a bool, a str, a ``Literal`` choice, a list of the annotated length for
+    a fixed ``tuple[...]``, or an object for a nested config; numbers must lie within the bounds
+    of :data:`NUMBER_BOUNDS`. Unknown fields are refused.
 
+    Args:
+        strict: every field must be present, as in every manifest this code writes, except
+            :data:`LATE_FIELDS`. Otherwise missing fields take their defaults (partial configs in
+            training checkpoints and tests).
     Raises:
-        ValueError: unknown fields, a missing field that has no default, or a value of the
-            wrong type.
+        ConfigError: (a ValueError) naming the field at fault.
     """
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        raise ConfigError(f"expected an object, got {_show(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - set(fields)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    required = sorted(
-        name
-        for name, f in fields.items()
-        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    )
-    if required:
-        raise ValueError(f"{cls.__name__}: missing fields {required}")
+        raise ConfigError(f"is not a field of {cls.__name__} (unknown fields {unknown})", field=str(unknown[0]))
     kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{cls.__name__}.{name}")
-    return cls(**kwargs)
+    for name, f in fields.items():
+        key = f"{cls.__name__}.{name}"
+        if name not in data:
+            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            if not has_default:
+                raise ConfigError("missing", field=name)
+            if strict and key not in LATE_FIELDS:
+                raise ConfigError("missing (a bundle's manifest lists every field, defaults included)", field=name)
+            continue
+        kwargs[name] = _decode(hints[name], data[name], field=name, key=key, strict=strict)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:  # a cross-field check in __post_init__
+        raise ConfigError(str(e)) from e
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return config_from_dict(tp, value)
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _decode(tp: Any, value: Any, *, field: str, key: str, strict: bool) -> Any:
+    """``value`` as annotation ``tp``; ``field`` names it in errors, ``key`` looks up its bounds."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        try:
+            return config_from_dict(tp, value, strict=strict)
+        except ConfigError as e:
+            raise e.within(field) from e
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
+        if len(inner) != 1:
+            raise TypeError(f"{key}: unsupported annotation {tp!r}")
+        return _decode(inner[0], value, field=field, key=key, strict=strict)
+    if origin is typing.Literal:
+        # type() as well as ==: True == 1 and 1.0 == 1 must not pass for each other.
+        if not any(type(value) is type(a) and value == a for a in args):
+            raise ConfigError(f"expected one of {list(args)}, got {_show(value)}", field=field)
+        return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        return tuple(_coerce(args[0], v, where) for v in value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"expected a list, got {_show(value)}", field=field)
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [args[0]] * len(value)
+        elif len(value) != len(args):
+            raise ConfigError(f"expected a list of {len(args)} items, got {len(value)}", field=field)
+        else:
+            items = list(args)
+        return tuple(
+            _decode(t, v, field=f"{field}[{i}]", key=key, strict=strict)
+            for i, (t, v) in enumerate(zip(items, value, strict=True))
+        )
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {_show(value)}", field=field)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {_show(value)}", field=field)
+        return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"expected an integer, got {_show(value)}", field=field)
+        lo, hi = NUMBER_BOUNDS.get(key, (1, MAX_INT))
+        if not lo <= value <= hi:
+            raise ConfigError(f"must be in [{lo}, {hi}], got {value}", field=field)
         return value
-    return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"expected a number, got {_show(value)}", field=field)
+        number = float(value) if abs(value) < 1e300 else math.inf  # int -> float overflows past 1e308
+        if not math.isfinite(number):
+            raise ConfigError(f"must be finite, got {value!r}", field=field)
+        bounds = NUMBER_BOUNDS.get(key)
+        if bounds is None and not number > 0:
+            raise ConfigError(f"must be > 0, got {number}", field=field)
+        if bounds is not None and not bounds[0] <= number <= bounds[1]:
+            raise ConfigError(f"must be in [{bounds[0]}, {bounds[1]}], got {number}", field=field)
+        return number
+    raise TypeError(f"{key}: unsupported annotation {tp!r}")

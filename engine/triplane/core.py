@@ -29,10 +29,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.bundle import Bundle, BundleError, load_bundle, read_manifest, save_bundle
+from engine.bundle import (
+    MANIFEST,
+    Bundle,
+    BundleError,
+    build_on_meta,
+    field_error,
+    load_bundle,
+    load_state,
+    read_manifest,
+    save_bundle,
+    state_shapes,
+)
 from engine.camera import LABEL_SIZE
-from engine.training.attributes import AttributeEmbedding
-from engine.triplane.config import GeneratorConfig, RenderConfig, config_from_dict, config_to_dict
+from engine.training.attributes import ATTRIBUTE_DIM, AttributeEmbedding
+from engine.triplane.config import (
+    ConfigError,
+    GeneratorConfig,
+    RenderConfig,
+    config_from_dict,
+    config_to_dict,
+)
 from engine.triplane.encoder import EncoderConfig, TriplaneEncoder, WEncoder
 from engine.triplane.generator import TriplaneGenerator, frontal_conditioning
 from engine.triplane.raw import RawImage, render_image
@@ -127,34 +144,82 @@ def save_core(directory: str | os.PathLike[str], core: CoreModel, *, preset: str
                        components={k: m.state_dict() for k, m in core.modules().items()}, provenance=provenance)
 
 
+@dataclass(frozen=True)
+class _WEncoderSizes:
+    input_size: int
+    num_ws: int
+    w_dim: int
+
+
+@dataclass(frozen=True)
+class _CoreConfig:
+    """The ``config`` section of a ``tricam-core`` manifest, as :func:`save_core` writes it."""
+
+    generator: GeneratorConfig
+    encoder: EncoderConfig
+    render_resolution: int
+    attribute_dim: int
+    w_encoder: _WEncoderSizes
+
+
+def _parse_config(manifest: Mapping[str, Any], path: Path) -> _CoreConfig:
+    """The manifest's config, typed and complete, with the relations between its parts checked."""
+    try:
+        cfg = config_from_dict(_CoreConfig, manifest["config"], strict=True)
+    except ConfigError as e:
+        field = e.within("config").field or "config"
+        raise BundleError(f"{path}: bad tricam-core config: field {field!r} {e.problem}", field=field, path=path) from e
+    g, e_cfg, w = cfg.generator, cfg.encoder, cfg.w_encoder
+    # Sizes the weight shapes cannot pin down: the encoder's planes are decoded and rendered with the
+    # generator's decoder and render config, and both encoders read the crop prepare() makes.
+    relations = (
+        ("encoder.plane_channels", e_cfg.plane_channels, "generator.synthesis.plane_channels",
+         g.synthesis.plane_channels),
+        ("encoder.plane_resolution", e_cfg.plane_resolution, "generator.synthesis.plane_resolution",
+         g.synthesis.plane_resolution),
+        ("encoder.box_warp", e_cfg.box_warp, "generator.render.box_warp", g.render.box_warp),
+        ("w_encoder.w_dim", w.w_dim, "generator.mapping.w_dim", g.mapping.w_dim),
+        ("w_encoder.input_size", w.input_size, "encoder.input_size", e_cfg.input_size),
+        ("attribute_dim", cfg.attribute_dim, "the synthetic attribute record's size", ATTRIBUTE_DIM),
+    )
+    for field, value, other, want in relations:
+        if value != want:
+            raise field_error(path, f"config.{field}", f"is {value} but must equal {other} ({want})")
+    return cfg
+
+
+def _build(cfg: _CoreConfig, provenance: dict[str, Any]) -> CoreModel:
+    return CoreModel(
+        generator=TriplaneGenerator(cfg.generator),
+        encoder=TriplaneEncoder(cfg.encoder),
+        w_encoder=WEncoder(num_ws=cfg.w_encoder.num_ws, w_dim=cfg.w_encoder.w_dim, input_size=cfg.w_encoder.input_size),
+        embedding=AttributeEmbedding(cfg.generator.mapping.z_dim, cfg.attribute_dim),
+        render_resolution=cfg.render_resolution,
+        provenance=provenance,
+    )
+
+
 def load_core(directory: str | os.PathLike[str] | None = None, *, device: str = "cpu") -> CoreModel:
     """Build the core a ``tricam-core`` bundle describes and load its weights (validated, strict).
 
     Raises:
-        BundleError: a missing, corrupt or mismatched bundle, named precisely.
+        BundleError: a missing, corrupt or mismatched bundle, named precisely (``field`` is the
+            manifest field at fault, e.g. ``config.encoder.low_channels``).
     """
     root = Path(directory) if directory is not None else DEFAULT_BUNDLE
     manifest = read_manifest(root)
+    path = root / MANIFEST
     if manifest["kind"] != KIND:
-        raise BundleError(f"{root}: bundle kind is {manifest['kind']!r}, expected {KIND!r}")
-    cfg = manifest["config"]
-    try:
-        gcfg = config_from_dict(GeneratorConfig, cfg["generator"])
-        ecfg = config_from_dict(EncoderConfig, cfg["encoder"])
-        res = int(cfg["render_resolution"])
-        attr_dim = int(cfg["attribute_dim"])
-        wcfg = cfg["w_encoder"]
-        w_encoder = WEncoder(num_ws=int(wcfg["num_ws"]), w_dim=int(wcfg["w_dim"]), input_size=int(wcfg["input_size"]))
-    except (KeyError, ValueError, TypeError) as e:
-        raise BundleError(f"{root}: bad tricam-core config: {e!r}") from e
-    generator = TriplaneGenerator(gcfg)
-    core = CoreModel(generator=generator, encoder=TriplaneEncoder(ecfg), w_encoder=w_encoder,
-                     embedding=AttributeEmbedding(gcfg.mapping.z_dim, attr_dim), render_resolution=res,
-                     provenance=dict(manifest["provenance"]))
-    modules = core.modules()
-    expected = {name: {k: tuple(v.shape) for k, v in m.state_dict().items()} for name, m in modules.items()}
-    bundle: Bundle = load_bundle(root, kind=KIND, expected=expected)
-    for name, m in modules.items():
-        m.load_state_dict(bundle.components[name], strict=True)
+        raise BundleError(f"{root}: bundle kind is {manifest['kind']!r}, expected {KIND!r}", field="kind", path=path)
+    cfg = _parse_config(manifest, path)
+    # Shapes from a meta-device model: a corrupt config is refused before it can allocate anything.
+    meta = build_on_meta(lambda: _build(cfg, {}), path=path)
+    if cfg.w_encoder.num_ws != meta.generator.num_ws:
+        raise field_error(path, "config.w_encoder.num_ws",
+                          f"is {cfg.w_encoder.num_ws} but the generator has {meta.generator.num_ws} ws")
+    bundle: Bundle = load_bundle(root, kind=KIND, expected=state_shapes(meta.modules(), path=path))
+    core = _build(cfg, dict(manifest["provenance"]))
+    for name, m in core.modules().items():
+        load_state(m, bundle.components[name], field=f"components.{name}", path=root / f"{name}.safetensors")
         m.eval()
     return core.to(device)

@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.bundle import Bundle, BundleError, StyleEntry, load_bundle, read_manifest, save_bundle
-from engine.triplane.config import GeneratorConfig, config_from_dict, config_to_dict
+from engine.bundle import (
+    MANIFEST,
+    Bundle,
+    BundleError,
+    StyleEntry,
+    build_on_meta,
+    load_bundle,
+    load_state,
+    read_manifest,
+    save_bundle,
+    state_shapes,
+)
+from engine.triplane.config import ConfigError, GeneratorConfig, config_from_dict, config_to_dict
 from engine.triplane.generator import TriplaneGenerator
 
 KIND = "triplane-generator"
@@ -55,17 +67,23 @@ def load_generator(directory: str | os.PathLike[str]) -> tuple[TriplaneGenerator
 
     Raises:
         BundleError: anything wrong with the bundle, including a config that does not parse
-            or weights that do not fit the model it describes.
+            (``field`` names it, e.g. ``config.synthesis.plane_channels``) or weights that do
+            not fit the model it describes.
     """
-    manifest = read_manifest(directory)
+    root = Path(directory)
+    manifest = read_manifest(root)
+    path = root / MANIFEST
+    if manifest["kind"] != KIND:  # before the config: another kind's config would read as garbage
+        raise BundleError(f"{root}: bundle kind is {manifest['kind']!r}, expected {KIND!r}", field="kind", path=path)
     try:
-        config = config_from_dict(GeneratorConfig, manifest["config"])
-    except (ValueError, TypeError) as e:
-        raise BundleError(f"{directory}: bad generator config: {e}") from e
+        config = config_from_dict(GeneratorConfig, manifest["config"], strict=True)
+    except ConfigError as e:
+        field = e.within("config").field or "config"
+        raise BundleError(f"{root}: bad generator config: field {field!r} {e.problem}", field=field, path=path) from e
+    # Shapes from a meta-device model: a corrupt config is refused before it can allocate anything.
+    meta = build_on_meta(lambda: _components(TriplaneGenerator(config)), path=path)
+    bundle = load_bundle(root, kind=KIND, expected=state_shapes(meta, path=path))
     generator = TriplaneGenerator(config)
-    modules = _components(generator)
-    expected = {name: {k: tuple(v.shape) for k, v in m.state_dict().items()} for name, m in modules.items()}
-    bundle = load_bundle(directory, kind=KIND, expected=expected)
-    for name, m in modules.items():
-        m.load_state_dict(bundle.components[name], strict=True)
+    for name, m in _components(generator).items():
+        load_state(m, bundle.components[name], field=f"components.{name}", path=root / f"{name}.safetensors")
     return generator.eval(), bundle

@@ -9,6 +9,11 @@ up and drives Debian's Chromium through chromedriver in three scenes, all on 127
   over client/), which has no ``/ws``, so signalling can never connect.
 * ``recovery``: the page calls a real ``tricam serve``; the server is killed mid-call and, a
   little later, started again on the same port; the page is watched until it is back.
+* ``token``: a server started with ``--token`` (tests/e2e/faulty_serve.py: ``tricam serve``
+  plus a style that raises); the page opened without the token must say so and not retry,
+  then with ``?token=`` it connects.
+* ``failing``: on that page, the ``broken`` style is picked; the page must show it failing,
+  keep the call (camera passed through), not reconnect, and clear the mark on ``none``.
 
 A probe injected before the page's own script counts getUserMedia calls and WebSocket
 attempts (with their times) and records every change of ``data-state`` / ``#status``, so the
@@ -76,6 +81,11 @@ PROBE_JS = r"""
 })();
 """
 
+E2E_TOKEN = "e2e-token-3f9a"
+FAILING_JS = """return {failing: document.body.dataset.failing || '', state: document.body.dataset.state || '',
+  badge: document.getElementById('style-badge').textContent,
+  notice: document.getElementById('notice').hidden ? '' : document.getElementById('notice').textContent,
+  remote: (() => { const v = document.getElementById('remote'); return v ? v.currentTime : 0; })()}"""
 PROBE_READ_JS = "return window.__probe ? JSON.parse(JSON.stringify(window.__probe)) : null"
 STATE_JS = "return [document.body.dataset.state || '', document.getElementById('status').textContent]"
 
@@ -141,7 +151,8 @@ def run(y4m: Path, artifacts: Path) -> dict[str, Any]:
             logs[name] = open(artifacts / f"errors-{name}.log", "w")  # noqa: SIM115 - closed below
         return logs[name]
 
-    port, static_port = free_port(), free_port()
+    port, static_port, token_port = free_port(), free_port(), free_port()
+    extra: list[subprocess.Popen[bytes]] = []
     url, static_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{static_port}"
     server = start_serve(port, log("server"))
     static = subprocess.Popen(
@@ -229,6 +240,42 @@ def run(y4m: Path, artifacts: Path) -> dict[str, Any]:
         result["healthz_after"] = healthy()
         page.driver.save_screenshot(str(artifacts / "errors-recovered.png"))
         step("recovery_done")
+
+        # --- 4. a server that needs a token --------------------------------------------------
+        token_url = f"http://127.0.0.1:{token_port}"
+        token_server = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.faulty_serve", "--host", "127.0.0.1", "--port", str(token_port),
+             "--ice-host", "127.0.0.1", "--token", E2E_TOKEN],
+            cwd=REPO, stdout=log("token-server"), stderr=subprocess.STDOUT,
+        )
+        extra.append(token_server)
+        poll("the token server's /healthz", lambda: healthz(token_server, token_url, "faulty_serve"), 30)
+        page.driver.get(token_url + "/")
+        poll("the page to report the missing token", lambda: "token" in page.state()[1], 10)
+        result["token_missing_first"] = page.state()
+        time.sleep(3.0)  # several retries' worth, were the page to retry
+        result["token_missing_later"] = page.state()
+        result["token_missing_probe"] = page.probe()
+        page.driver.save_screenshot(str(artifacts / "errors-token-missing.png"))
+        step("token_missing")
+        page.driver.get(token_url + f"/?token={E2E_TOKEN}")
+        poll("the page to connect with its token", lambda: page.state()[0] == "connected", 30)
+        result["token_call"] = page.playing("video#remote", 20)
+        step("token_connected")
+
+        # --- 5. a style that fails ---------------------------------------------------------------
+        Select(page.driver.find_element("css selector", "select#style")).select_by_value("broken")
+        poll("the page to show the style failing", lambda: page.driver.execute_script(FAILING_JS)["failing"], 10)
+        result["failing_first"] = page.driver.execute_script(FAILING_JS)
+        time.sleep(3.0)
+        result["failing_later"] = page.driver.execute_script(FAILING_JS)
+        result["failing_video"] = page.playing("video#remote", 10)  # still moving: passed through
+        page.driver.save_screenshot(str(artifacts / "errors-failing-style.png"))
+        Select(page.driver.find_element("css selector", "select#style")).select_by_value("none")
+        poll("the failing mark to clear", lambda: not page.driver.execute_script(FAILING_JS)["failing"], 10)
+        result["failing_cleared"] = page.driver.execute_script(FAILING_JS)
+        result["failing_probe"] = page.probe()
+        step("failing_done")
         result["ok"] = True
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
@@ -247,6 +294,8 @@ def run(y4m: Path, artifacts: Path) -> dict[str, Any]:
         step("browser_closed")
         result["server_rc"] = stop(server)
         result["static_rc"] = stop(static)
+        for proc in extra:
+            stop(proc)
         for f in logs.values():
             f.close()
         step("done")

@@ -22,6 +22,8 @@ class FakeCamera:
     """PixelFormat names this fake accepts (None: all); others raise like a picky device."""
     fail_with: ClassVar[str | None] = None
     """When set, opening raises RuntimeError with this message (a missing device)."""
+    send_fails_after: ClassVar[int | None] = None
+    """When set, every send after this many raises OSError (a device that went away)."""
 
     def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None, **kw: Any) -> None:
         if self.fail_with is not None:
@@ -38,6 +40,8 @@ class FakeCamera:
         FakeCamera.instances.append(self)
 
     def send(self, frame: np.ndarray) -> None:
+        if self.send_fails_after is not None and len(self.frames) >= self.send_fails_after:
+            raise OSError(19, "No such device")
         with self._lock:
             self.frames.append(frame.copy())
             self.times.append(time.perf_counter())
@@ -66,6 +70,7 @@ class FakeCamera:
         cls.instances = []
         cls.accepted = None
         cls.fail_with = None
+        cls.send_fails_after = None
 
 
 def register() -> None:

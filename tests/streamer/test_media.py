@@ -12,7 +12,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from engine.api import Engine, StyleRegistry
 from engine.styles.basic import Bronze, PassThrough
-from streamer.media import LatestSlot, Pipeline, from_rgb, to_rgb
+from streamer.media import LatestSlot, from_rgb, to_rgb
+from streamer.pipeline import Pipeline
 from streamer.stats import SessionStats
 from tests.streamer.conftest import FakeSink
 
@@ -80,10 +81,10 @@ def test_pipeline_passthrough_skips_conversion_and_bronze_edits() -> None:
     engine = Engine(StyleRegistry([PassThrough(), Bronze()]))
     pipe = Pipeline("s1", engine.registry, engine.open_session())
     f = _frame()
-    out, result = pipe.process(f)
+    out, result = pipe.process_frame(f)
     assert out is f and result is None  # style none: the decoded frame goes straight back
     pipe.set_style("bronze", 1.0)
-    out, result = pipe.process(f)
+    out, result = pipe.process_frame(f)
     assert result is not None and out is not f
     assert (out.width, out.height, out.pts, out.time_base) == (64, 48, 3000, Fraction(1, 90000))
     r, _, b = to_rgb(out).reshape(-1, 3).mean(axis=0)
@@ -95,6 +96,6 @@ def test_pipeline_feeds_sinks_even_for_passthrough() -> None:
     engine = Engine(StyleRegistry([PassThrough(), Bronze()]))
     sink = FakeSink()
     pipe = Pipeline("s2", engine.registry, engine.open_session(), sinks=[sink])
-    out, _ = pipe.process(_frame(65, 49))
+    out, _ = pipe.process_frame(_frame(65, 49))
     assert sink.frames == [("s2", (49, 65, 3), pytest.approx(3000 / 90000))]
     assert (out.width, out.height) == (65, 49)

@@ -80,7 +80,7 @@ def test_request_id_is_echoed_on_errors() -> None:
     with pytest.raises(p.ProtocolError) as e:
         p.parse('{"type": "dance", "id": "req-9"}')
     assert p.from_exception(e.value) == {
-        "type": "error", "code": "bad_message", "message": e.value.message, "id": "req-9"
+        "type": "error", "code": "bad_message", "message": e.value.message, "fatal": False, "id": "req-9"
     }
     # Only scalar ids are echoed.
     with pytest.raises(p.ProtocolError) as e:
