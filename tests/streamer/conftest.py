@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -285,3 +286,55 @@ async def start_server() -> AsyncIterator[StartServer]:
             await c.close()
         await s.runner.cleanup()
         await s.http.close()
+
+
+async def settle(cond: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Wait until ``cond()`` is true (polling the loop), or fail the test."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+class FakeTarget:
+    """A ``StyleTarget`` that remembers what it was told; ``broken`` makes its stats not JSON."""
+
+    def __init__(self) -> None:
+        self.choice = ("none", 0.0)
+        self.calls: list[tuple[str, float]] = []
+        self.broken = False
+
+    def set_style(self, style: str, intensity: float) -> None:
+        self.calls.append((style, intensity))
+        self.choice = (style, intensity)
+
+    def current(self) -> tuple[str, float]:
+        return self.choice
+
+    def stats(self) -> dict[str, Any]:
+        if self.broken:
+            return {"fps_in": float("nan")}
+        return {"fps_in": 30.0, "fps_out": 29.0, "frames_out": 42, "style": self.choice[0],
+                "intensity": self.choice[1]}
+
+
+@pytest.fixture
+def fake_backend() -> Iterator[None]:
+    """pyvirtualcam's in-memory ``fake`` backend (tests/streamer/fake_vcam.py), reset after."""
+    from tests.streamer.fake_vcam import FakeCamera, register
+
+    register()
+    yield
+    FakeCamera.reset()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s of the synthetic blue scene at 25 fps (blue well above red in every frame)."""
+    from tests.e2e.clips import make_clip
+
+    path = tmp_path_factory.mktemp("clips") / "blue.mp4"
+    make_clip(path, width=160, height=120, seconds=2.0, fps=25, real=False)
+    return path
+

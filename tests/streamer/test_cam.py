@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +18,10 @@ from streamer import cli
 from streamer.cam import CamPipeline, ControlServer, check_display
 from streamer.capture import CaptureError, FrameSource, resolve
 from streamer.vcam import VirtualCameraSink
-from tests.e2e.clips import TALKING_HEAD, make_clip
-from tests.streamer.fake_vcam import FakeCamera, register
+from tests.e2e.clips import TALKING_HEAD
+from tests.streamer.fake_vcam import FakeCamera
 
-
-@pytest.fixture(autouse=True)
-def fake_backend() -> Iterator[None]:
-    register()
-    yield
-    FakeCamera.reset()
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2 s of the synthetic blue scene at 25 fps (blue well above red in every frame)."""
-    path = tmp_path_factory.mktemp("clips") / "blue.mp4"
-    make_clip(path, width=160, height=120, seconds=2.0, fps=25, real=False)
-    return path
+pytestmark = pytest.mark.usefixtures("fake_backend")
 
 
 def mean_rgb(frames: list[np.ndarray]) -> np.ndarray:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ from engine.api import Engine, RGBImage, Style, StyleContext, StyleInfo, StyleRe
 from engine.styles.basic import Bronze, PassThrough
 from streamer import cli
 from streamer.session import SessionLimits
-from tests.e2e.clips import make_clip
-from tests.streamer.conftest import FakeSink, RecordingEngine, StartServer, is_bronze, is_plain
-from tests.streamer.fake_vcam import FakeCamera, register
+from tests.streamer.conftest import FakeSink, RecordingEngine, StartServer, is_bronze, is_plain, settle
+from tests.streamer.fake_vcam import FakeCamera
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -55,12 +53,6 @@ class Stuck(Style):
         return out
 
 
-async def _settle(cond: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_style_that_raises_is_reported_once_and_frames_pass_through(
@@ -109,8 +101,8 @@ async def test_a_style_that_hangs_past_the_deadline_passes_frames_through(start_
     # Signalling stays live meanwhile.
     assert (await c.request({"type": "list_styles"}, "styles"))["current"] == "stuck"
     stuck.release.set()
-    await _settle(lambda: any(f.mean_rgb[0] > 180 and f.mean_rgb[2] < 60 for f in c.frames[-5:]), 10.0)
-    await _settle(lambda: server.hub.sessions and next(iter(server.hub.sessions.values())).pipeline.failing is None)
+    await settle(lambda: any(f.mean_rgb[0] > 180 and f.mean_rgb[2] < 60 for f in c.frames[-5:]), 10.0)
+    await settle(lambda: server.hub.sessions and next(iter(server.hub.sessions.values())).pipeline.failing is None)
 
 
 async def test_the_processor_survives_its_own_bug(start_server: StartServer) -> None:
@@ -137,7 +129,7 @@ async def test_the_processor_survives_its_own_bug(start_server: StartServer) -> 
     await c.wait_frames(10)  # the processor task lived on
     assert failures[0] == 5
     await c.request({"type": "set_style", "style": "bronze"}, "state")
-    await _settle(lambda: is_bronze(c.frames[-1].mean_rgb))
+    await settle(lambda: is_bronze(c.frames[-1].mean_rgb))
 
 
 async def test_peer_gone_mid_call_leaves_the_session_able_to_call_again(start_server: StartServer) -> None:
@@ -148,7 +140,7 @@ async def test_peer_gone_mid_call_leaves_the_session_able_to_call_again(start_se
     await c.wait_frames(5)
     (session,) = server.hub.sessions.values()
     await c.hangup()  # the browser's peer connection vanishes; the websocket stays
-    await _settle(lambda: session.pc is None or session.pc.connectionState in ("closed", "failed"), 40.0)
+    await settle(lambda: session.pc is None or session.pc.connectionState in ("closed", "failed"), 40.0)
     assert (await c.request({"type": "get_stats"}, "stats"))["type"] == "stats"
     await c.request({"type": "set_style", "style": "bronze"}, "state")
     await c.call(160, 120)  # the page's reconnect: a new offer on the same websocket
@@ -168,7 +160,7 @@ async def test_websocket_gone_while_the_peer_lives_closes_the_call(start_server:
     server_pc = session.pc
     assert server_pc is not None
     await c.ws.close()  # only the websocket: the caller's peer connection is still up
-    await _settle(lambda: not server.hub.sessions)
+    await settle(lambda: not server.hub.sessions)
     assert server_pc.connectionState == "closed"
     assert engine.closed == engine.opened and sink.ended == [session.id]
     # Nothing is sent on a call whose session ended: the caller sees its video stop.
@@ -194,24 +186,10 @@ async def test_a_failing_sink_is_reported_and_dropped_while_the_call_goes_on(sta
     await c.wait_frames(10)
     assert len(sink.frames) == 3  # dropped after it failed: never called again
     await c.request({"type": "set_style", "style": "bronze"}, "state")
-    await _settle(lambda: is_bronze(c.frames[-1].mean_rgb))
+    await settle(lambda: is_bronze(c.frames[-1].mean_rgb))
 
 
 # -- tricam cam: the same pipeline, a sink failure ends the command ---------------------------
-
-
-@pytest.fixture
-def fake_backend() -> Iterator[None]:
-    register()
-    yield
-    FakeCamera.reset()
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clips") / "blue.mp4"
-    make_clip(path, width=160, height=120, seconds=2.0, fps=25, real=False)
-    return path
 
 
 def test_tricam_cam_exits_non_zero_when_the_virtual_camera_fails(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import weakref
 from typing import Any
 
@@ -14,17 +13,19 @@ import pytest
 from engine.api import Engine, StyleRegistry
 from engine.styles.basic import Bronze, PassThrough
 from streamer import protocol as p
-from tests.streamer.conftest import FakeSink, RecordingEngine, StartServer, is_bronze, is_plain
+from tests.streamer.conftest import (
+    FakeSink,
+    FakeTarget,
+    RecordingEngine,
+    StartServer,
+    is_bronze,
+    is_plain,
+    settle,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _settle(cond: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_healthz_and_client_files(start_server: StartServer) -> None:
@@ -130,11 +131,11 @@ async def test_closing_websocket_frees_everything(start_server: StartServer) -> 
     pc_ref = weakref.ref(server_pc)
     del server_pc, session
     await c.close()
-    await _settle(lambda: not server.hub.sessions)
+    await settle(lambda: not server.hub.sessions)
     assert engine.closed == engine.opened and len(engine.opened) == 1
     assert len(sink.ended) == 1
     # Every task the session and both peers started has finished.
-    await _settle(lambda: not (set(asyncio.all_tasks()) - baseline - {asyncio.current_task()}))
+    await settle(lambda: not (set(asyncio.all_tasks()) - baseline - {asyncio.current_task()}))
     gc.collect()
     assert pc_ref() is None or pc_ref().connectionState == "closed"
 
@@ -145,7 +146,7 @@ async def test_bye_closes_cleanly(start_server: StartServer) -> None:
     await c.call(160, 120)
     await c.wait_frames(2)
     await c.send({"type": "bye"})
-    await _settle(lambda: c.ws.closed and not server.hub.sessions)
+    await settle(lambda: c.ws.closed and not server.hub.sessions)
 
 
 async def test_two_sessions_keep_their_own_styles(start_server: StartServer) -> None:
@@ -197,26 +198,6 @@ async def test_odd_sizes_round_trip(start_server: StartServer, size: tuple[int, 
     assert len(server.hub.sessions) == 1
 
 
-class FakeTarget:
-    def __init__(self) -> None:
-        self.choice = ("none", 0.0)
-        self.calls: list[tuple[str, float]] = []
-        self.broken = False
-
-    def set_style(self, style: str, intensity: float) -> None:
-        self.calls.append((style, intensity))
-        self.choice = (style, intensity)
-
-    def current(self) -> tuple[str, float]:
-        return self.choice
-
-    def stats(self) -> dict[str, Any]:
-        if self.broken:
-            return {"fps_in": float("nan")}
-        return {"fps_in": 30.0, "fps_out": 29.0, "frames_out": 42, "style": self.choice[0],
-                "intensity": self.choice[1]}
-
-
 async def test_control_mode_drives_shared_target(start_server: StartServer) -> None:
     target = FakeTarget()
     engine = Engine(StyleRegistry([PassThrough(), Bronze()]))
@@ -255,4 +236,4 @@ async def test_shutdown_closes_sessions_and_sinks(start_server: StartServer) -> 
     await server.runner.cleanup()
     assert not server.hub.sessions
     assert engine.closed == engine.opened and sink.closed == 1 and len(sink.ended) == 1
-    await _settle(lambda: c.ws.closed)
+    await settle(lambda: c.ws.closed)

@@ -9,32 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
 
 import pytest
 
 from streamer import cli
 from streamer.auth import AccessPolicy
 from streamer.style_cli import ws_url
-from tests.streamer.conftest import LOOPBACK, StartServer
-
-
-class Target:
-    """A StyleTarget that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.choice = ("none", 0.0)
-        self.calls: list[tuple[str, float]] = []
-
-    def set_style(self, style: str, intensity: float) -> None:
-        self.calls.append((style, intensity))
-        self.choice = (style, intensity)
-
-    def current(self) -> tuple[str, float]:
-        return self.choice
-
-    def stats(self) -> dict[str, Any]:
-        return {}
+from tests.streamer.conftest import LOOPBACK, FakeTarget, StartServer
 
 
 async def tricam(*argv: str) -> int:
@@ -46,7 +27,7 @@ def ws(url: str) -> str:
 
 
 async def test_set_style_and_list(start_server: StartServer, capsys: pytest.CaptureFixture[str]) -> None:
-    target = Target()
+    target = FakeTarget()
     server = await start_server(control=target, access=AccessPolicy())
     assert await tricam("bronze", "--intensity", "0.5", "--url", ws(server.url)) == 0
     assert capsys.readouterr().out == "style bronze intensity 0.5\n"
@@ -63,7 +44,7 @@ async def test_set_style_and_list(start_server: StartServer, capsys: pytest.Capt
 async def test_refused_style_exits_1(
     start_server: StartServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    target = Target()
+    target = FakeTarget()
     server = await start_server(control=target)
     with caplog.at_level(logging.ERROR):
         assert await tricam("marble", "--url", ws(server.url)) == 1
@@ -75,7 +56,7 @@ async def test_refused_style_exits_1(
 
 async def test_token(start_server: StartServer, monkeypatch: pytest.MonkeyPatch,
                      caplog: pytest.LogCaptureFixture) -> None:
-    target = Target()
+    target = FakeTarget()
     server = await start_server(control=target, access=AccessPolicy(token="s3cret"))
     monkeypatch.delenv("TRICAM_TOKEN", raising=False)
     with caplog.at_level(logging.ERROR):
