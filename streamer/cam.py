@@ -163,12 +163,7 @@ class CamPipeline:
             return (out, item[1]), result
 
         def deliver(item: tuple[RGBImage, float], received_at: float, result: ProcessedFrame | None) -> None:
-            stats.frame_out(
-                received_at=received_at,
-                engine_ms=None if result is None else result.engine_ms,
-                faces=None if result is None else result.faces,
-                too_small=0 if result is None else result.too_small,
-            )
+            self.pipeline.frame_out(received_at, result)
 
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tricam-engine")
         try:
@@ -182,12 +177,7 @@ class CamPipeline:
         self.media_stats.frame_in()
         received = self.media_stats.now()
         out, result = self.pipeline.process_rgb(frame, pts_s)
-        self.media_stats.frame_out(
-            received_at=received,
-            engine_ms=None if result is None else result.engine_ms,
-            faces=None if result is None else result.faces,
-            too_small=0 if result is None else result.too_small,
-        )
+        self.pipeline.frame_out(received, result)
         return out
 
 

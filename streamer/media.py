@@ -130,12 +130,7 @@ class FilteredTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         out, received_at, result = await self._out.take()
-        self._pipeline.media_stats.frame_out(
-            received_at=received_at,
-            engine_ms=None if result is None else result.engine_ms,
-            faces=None if result is None else result.faces,
-            too_small=0 if result is None else result.too_small,
-        )
+        self._pipeline.frame_out(received_at, result)
         return out
 
     def stop(self) -> None:

@@ -227,6 +227,15 @@ class Pipeline:
                 self._drop_sink(sink, _describe(e))
         self.check_sinks()
 
+    def frame_out(self, received_at: float, result: ProcessedFrame | None) -> None:
+        """Count one output frame (edited, or passed through when ``result`` is None)."""
+        self.media_stats.frame_out(
+            received_at=received_at,
+            engine_ms=None if result is None else result.engine_ms,
+            faces=None if result is None else result.faces,
+            too_small=0 if result is None else result.too_small,
+        )
+
     # --- per frame (worker thread) ---------------------------------------------------
     def process_rgb(self, rgb: RGBImage, pts_s: float) -> tuple[RGBImage, ProcessedFrame | None]:
         """Edit one RGB frame and hand the result to the sinks; a failure passes it through."""
